@@ -1,0 +1,67 @@
+"""Turns a Route into an aiohttp handler: authenticate, authorise by policy, read the body, call."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from controller.api.appkeys import RUNTIME
+from controller.api.errors import ApiError
+from controller.api.policy import Rule, allows
+from controller.api.request import ApiRequest
+from controller.api.routes import Route
+from controller.services import auth
+from controller.services.context import Caller, RequestContext
+
+ANONYMOUS = Caller(user_id="", user_name="anonymous", tenant_id="", tenant_name="", role="anonymous",
+                   credential={"kind": "anonymous"})
+IDEMPOTENCY_KEY_RE = re.compile(r"^[A-Za-z0-9._:-]{1,200}$")
+REQUEST_ID = "request_id"
+
+
+def bearer_token(request: web.Request) -> str:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ApiError(401, "unauthorized", "send 'Authorization: Bearer <API key or token>'",
+                       headers={"WWW-Authenticate": "Bearer"})
+    return token.strip()
+
+
+def make_handler(route: Route, rule: Rule) -> Handler:
+    async def handle(request: web.Request) -> web.StreamResponse:
+        rt = request.app[RUNTIME]
+        request_id: str = request[REQUEST_ID]
+        caller = ANONYMOUS
+        if not rule.public:
+            caller = auth.authenticate(rt, bearer_token(request))
+            if not allows(rule, caller.role, caller.is_cluster_admin):
+                if route.mutating:
+                    await rt.record_refusal(RequestContext(request_id, caller), route.action, request.path, 403)
+                needed = "the cluster admin" if rule.cluster_admin else "role " + "/".join(sorted(rule.roles))
+                raise ApiError(403, "forbidden", f"{route.method} {route.path} needs {needed}; "
+                                                 f"you are {caller.role} in tenant {caller.tenant_name!r}")
+        raw = await request.read() if route.mutating or route.body is not None else b""
+        rc = RequestContext(request_id=request_id, caller=caller, stale=_flag(request, "stale"))
+        key = request.headers.get("Idempotency-Key")
+        if key is not None and route.mutating:
+            if not IDEMPOTENCY_KEY_RE.match(key):
+                raise ApiError(400, "bad_request", "Idempotency-Key must be 1-200 characters of [A-Za-z0-9._:-]")
+            rc.idempotency_key = key
+            rc.fingerprint = hashlib.sha256(f"{route.method} {request.path_qs}\n".encode() + raw).hexdigest()
+        return await route.handler(ApiRequest(request, rt, rc, raw))
+
+    handle.__name__ = route.handler.__name__
+    return handle
+
+
+def _flag(request: web.Request, name: str) -> bool:
+    value = request.query.get(name, "").lower()
+    if value in ("", "false", "0", "no"):
+        return False
+    if value in ("true", "1", "yes"):
+        return True
+    raise ApiError(400, "bad_request", f"query parameter {name!r} must be true or false")

@@ -1,0 +1,76 @@
+"""Which roles may call which route. Every route in the route table must have an entry here.
+
+``roles`` are the roles allowed within the caller's own tenant; ``cluster_admin`` routes need role
+admin in tenant ``default``; ``public`` routes need no credentials at all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+ALL = frozenset({"admin", "developer", "viewer"})
+WRITERS = frozenset({"admin", "developer"})
+ADMIN = frozenset({"admin"})
+NONE: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Rule:
+    roles: frozenset[str]
+    cluster_admin: bool = False
+    public: bool = False
+
+
+PUBLIC = Rule(roles=NONE, public=True)
+CLUSTER_ADMIN = Rule(roles=ADMIN, cluster_admin=True)
+
+POLICY: dict[tuple[str, str], Rule] = {
+    ("GET", "/v1/health"): PUBLIC,
+    ("GET", "/metrics"): PUBLIC,
+    ("GET", "/v1/openapi.json"): PUBLIC,
+    ("POST", "/v1/auth/login"): PUBLIC,
+    ("GET", "/v1/auth/whoami"): Rule(ALL),
+    ("GET", "/v1/roles"): Rule(ALL),
+    ("POST", "/v1/tenants"): CLUSTER_ADMIN,
+    ("GET", "/v1/tenants"): Rule(ALL),
+    ("GET", "/v1/tenants/{tenant}"): Rule(ALL),
+    ("DELETE", "/v1/tenants/{tenant}"): CLUSTER_ADMIN,
+    ("GET", "/v1/tenants/{tenant}/quota"): CLUSTER_ADMIN,
+    ("PUT", "/v1/tenants/{tenant}/quota"): CLUSTER_ADMIN,
+    ("GET", "/v1/quota"): Rule(ALL),
+    ("POST", "/v1/users"): Rule(ADMIN),
+    ("GET", "/v1/users"): Rule(ADMIN),
+    ("GET", "/v1/users/{user}"): Rule(ADMIN),
+    ("PATCH", "/v1/users/{user}"): Rule(ADMIN),
+    ("DELETE", "/v1/users/{user}"): Rule(ADMIN),
+    ("POST", "/v1/keys"): Rule(WRITERS),
+    ("GET", "/v1/keys"): Rule(ALL),
+    ("GET", "/v1/keys/{key_id}"): Rule(ALL),
+    ("DELETE", "/v1/keys/{key_id}"): Rule(WRITERS),
+    ("POST", "/v1/secrets"): Rule(WRITERS),
+    ("GET", "/v1/secrets"): Rule(ALL),
+    ("GET", "/v1/secrets/{name}"): Rule(ALL),
+    ("GET", "/v1/secrets/{name}/value"): Rule(WRITERS),
+    ("PUT", "/v1/secrets/{name}"): Rule(WRITERS),
+    ("DELETE", "/v1/secrets/{name}"): Rule(WRITERS),
+    ("GET", "/v1/audit"): Rule(ADMIN),
+    ("GET", "/v1/events"): Rule(ADMIN),
+    ("GET", "/v1/cluster/members"): CLUSTER_ADMIN,
+    ("POST", "/v1/cluster/members"): CLUSTER_ADMIN,
+    ("DELETE", "/v1/cluster/members/{raft_address}"): CLUSTER_ADMIN,
+    ("GET", "/v1/cluster/backup"): CLUSTER_ADMIN,
+}
+
+ROLE_DESCRIPTIONS = {
+    "admin": "manages users, keys and everything else in the tenant; in tenant 'default': the whole cluster",
+    "developer": "creates and uses resources and secrets in the tenant",
+    "viewer": "reads metadata in the tenant; cannot read secret values or change anything",
+}
+
+
+def allows(rule: Rule, role: str, is_cluster_admin: bool) -> bool:
+    if rule.public:
+        return True
+    if rule.cluster_admin:
+        return is_cluster_admin
+    return role in rule.roles

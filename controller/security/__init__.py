@@ -1,0 +1,1 @@
+"""Key derivation, encryption, password hashing and token formats."""

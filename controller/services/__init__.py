@@ -1,0 +1,1 @@
+"""Business logic between the HTTP layer and the store: builds commands, reads consistent state."""

@@ -1,0 +1,64 @@
+"""What every service needs: the store, the clock and the keys derived from the cluster secret."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from controller.security.cluster_secret import derive
+from controller.security.secretbox import SecretBox
+from controller.services.context import RequestContext
+from controller.services.errors import ServiceError
+from controller.state.command import make_command
+from controller.state.data import StateData
+from controller.store.base import Store, StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Outcome:
+    result: Any
+    replayed: bool
+
+
+class Runtime:
+    def __init__(self, store: Store, cluster_secret: bytes, clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.clock = clock
+        self.secretbox = SecretBox(derive(cluster_secret, "secrets-master"))
+        self.jwt_key = derive(cluster_secret, "jwt-hs256")
+
+    async def propose(self, rc: RequestContext, op: str, args: dict[str, Any], *, action: str, target: str,
+                      tenant_id: str | None) -> Outcome:
+        """Commits one command; raises ServiceError with the state machine's refusal, if any."""
+        command = make_command(op, args, rc.command_ctx(self.clock(), action, target, tenant_id))
+        outcome = await self.store.write(command)
+        if not outcome["ok"]:
+            err = outcome["error"]
+            raise ServiceError(int(err["status"]), str(err["code"]), str(err["message"]))
+        return Outcome(result=outcome.get("result"), replayed=bool(outcome.get("replayed")))
+
+    async def record_refusal(self, rc: RequestContext, action: str, target: str, status: int) -> None:
+        """Audits a mutating request refused before it became a command (best effort)."""
+        try:
+            await self.propose(rc, "audit.record", {"status": status}, action=action, target=target,
+                               tenant_id=rc.caller.tenant_id or None)
+        except (ServiceError, StoreUnavailable) as exc:
+            log.warning("could not audit refused %s on %s: %s", action, target, exc)
+
+    async def consistent(self, rc: RequestContext) -> None:
+        """Waits until this replica reflects every write committed before now (unless ?stale=true)."""
+        if not rc.stale:
+            await self.store.barrier()
+
+    @contextmanager
+    def view(self) -> Iterator[StateData]:
+        """The local state under the apply lock; keep the block short and copy what you return."""
+        machine = self.store.machine
+        with machine.lock:
+            yield machine.data

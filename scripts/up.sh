@@ -1,0 +1,198 @@
+#!/usr/bin/env bash
+# All-in-one start: runs thecloud's daemons on this host, in the background, with their data, logs and pid
+# files in ./.thecloud/. Idempotent: a daemon whose pid file points at a live process is left alone.
+# Stop with scripts/down.sh (make down).
+#
+# Environment: THECLOUD_DATA_DIR (default ./.thecloud), THECLOUD_BIND (default 127.0.0.1),
+# THECLOUD_API_PORT (8600), THECLOUD_RAFT_PORT (8700), THECLOUD_HEALTH_TIMEOUT (seconds, 30),
+# THECLOUD_VENV (.venv).
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$PWD
+VENV=${THECLOUD_VENV:-.venv}
+case "$VENV" in /*) ;; *) VENV="$ROOT/$VENV" ;; esac
+BIN="$VENV/bin"
+PY="$BIN/python"
+DATA=${THECLOUD_DATA_DIR:-$ROOT/.thecloud}
+case "$DATA" in /*) ;; *) DATA="$ROOT/$DATA" ;; esac
+BIND=${THECLOUD_BIND:-127.0.0.1}
+API_PORT=${THECLOUD_API_PORT:-8600}
+RAFT_PORT=${THECLOUD_RAFT_PORT:-8700}
+HEALTH_TIMEOUT=${THECLOUD_HEALTH_TIMEOUT:-30}
+case "$BIND" in 0.0.0.0 | :: | "") URL_HOST=127.0.0.1 ;; *:*) URL_HOST="[$BIND]" ;; *) URL_HOST=$BIND ;; esac
+API_URL="http://$URL_HOST:$API_PORT"
+
+log() { echo "up: $*"; }
+die() { echo "up: ERROR: $*" >&2; exit 1; }
+
+# Pid from NAME's pid file if that process is alive and still looks like NAME (guards against pid reuse).
+running_pid() {
+    local pidf="$DATA/$1.pid" pid
+    [ -s "$pidf" ] || return 1
+    pid=$(tr -dc '0-9' <"$pidf")
+    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
+    if [ -r "/proc/$pid/cmdline" ] && ! tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "$1"; then
+        return 1
+    fi
+    echo "$pid"
+}
+
+# Fails if something already listens on HOST:PORT (so a health check cannot be answered by a stranger).
+require_free_port() {
+    "$PY" - "$1" "$2" <<'EOF' || die "$1:$2 is already in use by another process (see: ss -ltnp)"
+import socket, sys
+host, port = sys.argv[1], int(sys.argv[2])
+family = socket.AF_INET6 if ":" in host else socket.AF_INET
+s = socket.socket(family, socket.SOCK_STREAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # like a server would: TIME_WAIT is no conflict
+try:
+    s.bind((host, port))
+except OSError:
+    sys.exit(1)
+finally:
+    s.close()
+EOF
+}
+
+STARTED=()  # daemons started by this run, stopped again if bringing the cluster up fails
+
+# start_daemon NAME CMD...: runs CMD in the background in its own session, immune to hangups, output
+# appended to $DATA/NAME.log, pid in $DATA/NAME.pid. Skips it when it is already running.
+start_daemon() {
+    local name=$1 pid pidf="$DATA/$1.pid" logf="$DATA/$1.log"
+    shift
+    if pid=$(running_pid "$name"); then
+        log "$name is already running (pid $pid)"
+        return 0
+    fi
+    rm -f "$pidf"
+    printf '\n==== %s starting %s: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$name" "$*" >>"$logf"
+    # The inner shell writes its own pid and then execs the daemon, so the pid file holds the daemon's
+    # pid whether or not setsid had to fork.
+    local detach=()
+    if command -v setsid >/dev/null 2>&1; then detach=(setsid); fi
+    "${detach[@]}" nohup bash -c 'echo $$ >"$0.tmp" && mv "$0.tmp" "$0" && exec "$@"' "$pidf" "$@" \
+        >>"$logf" 2>&1 </dev/null &
+    local i
+    for ((i = 0; i < 50; i++)); do
+        [ -s "$pidf" ] && break
+        sleep 0.1
+    done
+    [ -s "$pidf" ] || fail "$name" "did not start (no pid file after 5 s)"
+    STARTED+=("$name")
+    log "$name started (pid $(cat "$pidf"), log $logf)"
+}
+
+# On failure: show the log, stop what this run started, exit 1.
+fail() {
+    local name=$1 logf="$DATA/$1.log" n
+    shift
+    echo "up: ERROR: $name $*" >&2
+    if [ -f "$logf" ]; then
+        echo "---- last 40 lines of $logf ----" >&2
+        tail -n 40 "$logf" >&2
+        echo "----" >&2
+    fi
+    for n in "${STARTED[@]}"; do
+        THECLOUD_DATA_DIR="$DATA" "$ROOT/scripts/down.sh" "$n" >&2 || true
+    done
+    exit 1
+}
+
+# wait_healthy NAME URL [JSON-FIELD=VALUE]...: polls URL until it answers 200 with a JSON object whose
+# fields have the given values, for up to $HEALTH_TIMEOUT s; fails early if NAME's process exits.
+wait_healthy() {
+    local name=$1 url=$2 pid out
+    shift 2
+    pid=$(running_pid "$name") || fail "$name" "exited during startup"
+    if out=$("$PY" - "$url" "$HEALTH_TIMEOUT" "$pid" "$@" <<'EOF'
+import json, os, sys, time, urllib.request
+
+url, timeout, pid, want = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), sys.argv[4:]
+want = dict(w.split("=", 1) for w in want)
+opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via an http_proxy
+deadline = time.monotonic() + timeout
+last = "no answer yet"
+while time.monotonic() < deadline:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        print(f"exited while waiting for {url} (last: {last})")
+        sys.exit(1)
+    except PermissionError:
+        pass
+    try:
+        with opener.open(url, timeout=2) as resp:
+            body = json.loads(resp.read().decode() or "null")
+        if isinstance(body, dict) and all(str(body.get(k)) == v for k, v in want.items()):
+            print(", ".join(f"{k}={body.get(k)}" for k in ("status", "role") if k in body))
+            sys.exit(0)
+        last = f"HTTP 200 {json.dumps(body)[:200]}"
+    except Exception as e:  # connection refused, HTTP error, bad JSON: keep polling
+        last = f"{type(e).__name__}: {e}"
+    time.sleep(0.25)
+print(f"not healthy after {timeout:g} s at {url} (last: {last})")
+sys.exit(1)
+EOF
+    ); then
+        log "$name is healthy ($out)"
+    else
+        fail "$name" "$out"
+    fi
+}
+
+[ -x "$BIN/thecloud-controller" ] || die "$BIN/thecloud-controller not found: run 'make install' first"
+
+umask 077
+mkdir -p "$DATA"
+chmod 0700 "$DATA"
+mkdir -p "$DATA/controller"
+
+SECRET="$DATA/cluster.secret"
+ADMIN_KEY="$DATA/admin.key"
+if [ ! -s "$SECRET" ]; then
+    log "generating cluster secret $SECRET"
+    "$BIN/thecloud-controller" gen-secret "$SECRET" || die "'thecloud-controller gen-secret $SECRET' failed"
+    [ -s "$SECRET" ] || die "thecloud-controller gen-secret did not write $SECRET"
+fi
+chmod 0600 "$SECRET"
+
+# ---- the daemons, in start order (scripts/down.sh stops them in reverse) ----------------------------
+# Add agent, netd, storaged here as further start_daemon/wait_healthy entries.
+if ! running_pid controller >/dev/null; then
+    require_free_port "$BIND" "$API_PORT"
+    require_free_port "$BIND" "$RAFT_PORT"
+fi
+start_daemon controller "$BIN/thecloud-controller" run \
+    --data-dir "$DATA/controller" \
+    --api "$BIND:$API_PORT" \
+    --raft "$BIND:$RAFT_PORT" \
+    --cluster-secret-file "$SECRET" \
+    --admin-key-file "$ADMIN_KEY"
+wait_healthy controller "$API_URL/v1/health" status=ok role=leader
+# --------------------------------------------------------------------------------------------------------
+
+# The controller creates the admin key at startup; give it a moment if it is written after health is up.
+for ((i = 0; i < 20; i++)); do
+    [ -s "$ADMIN_KEY" ] && break
+    sleep 0.25
+done
+[ -s "$ADMIN_KEY" ] || fail controller "is healthy but did not create the admin key file $ADMIN_KEY"
+
+REL_KEY=${ADMIN_KEY#"$ROOT"/}
+REL_VENV=${VENV#"$ROOT"/}
+cat <<EOF
+
+thecloud is up.
+  API:        $API_URL
+  Admin key:  $ADMIN_KEY
+  Logs:       $DATA/*.log
+
+Log in (from $ROOT):
+  source $REL_VENV/bin/activate
+  export THECLOUD_URL=$API_URL THECLOUD_API_KEY=\$(cat $REL_KEY)
+  cloud whoami          # or, without activating: $REL_VENV/bin/cloud whoami
+
+Stop with: make down
+EOF
