@@ -90,3 +90,7 @@ def restore(source: str, data_dir: str) -> None:
 
 def main() -> None:
     cli()
+
+
+if __name__ == "__main__":
+    main()
