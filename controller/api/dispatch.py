@@ -15,6 +15,7 @@ from controller.api.request import ApiRequest
 from controller.api.routes import Route
 from controller.services import auth
 from controller.services.context import Caller, RequestContext
+from controller.services.errors import ServiceError
 
 ANONYMOUS = Caller(user_id="", user_name="anonymous", tenant_id="", tenant_name="", role="anonymous",
                    credential={"kind": "anonymous"})
@@ -37,7 +38,11 @@ def make_handler(route: Route, rule: Rule) -> Handler:
         request_id: str = request[REQUEST_ID]
         caller = ANONYMOUS
         if not rule.public:
-            caller = auth.authenticate(rt, bearer_token(request))
+            try:
+                caller = auth.authenticate(rt, bearer_token(request))
+            except ServiceError as err:  # every 401 names the scheme (RFC 7235)
+                raise ApiError(err.status, err.code, err.message,
+                               headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}) from None
             if not allows(rule, caller.role, caller.is_cluster_admin):
                 if route.mutating:
                     await rt.record_refusal(RequestContext(request_id, caller), route.action, request.path, 403)
@@ -52,7 +57,13 @@ def make_handler(route: Route, rule: Rule) -> Handler:
                 raise ApiError(400, "bad_request", "Idempotency-Key must be 1-200 characters of [A-Za-z0-9._:-]")
             rc.idempotency_key = key
             rc.fingerprint = hashlib.sha256(f"{route.method} {request.path_qs}\n".encode() + raw).hexdigest()
-        return await route.handler(ApiRequest(request, rt, rc, raw))
+        try:
+            return await route.handler(ApiRequest(request, rt, rc, raw))
+        except ServiceError as err:
+            if route.mutating and not rule.public and not err.audited:
+                # refused before it became a command (tenant scope, visibility, membership): audit it too
+                await rt.record_refusal(RequestContext(request_id, caller), route.action, request.path, err.status)
+            raise
 
     handle.__name__ = route.handler.__name__
     return handle

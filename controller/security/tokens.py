@@ -34,7 +34,7 @@ def hash_key_secret(secret: str) -> str:
 
 
 def parse_api_key(token: str) -> tuple[str, str] | None:
-    match = API_KEY_RE.match(token)
+    match = API_KEY_RE.fullmatch(token)  # not .match: "$" would also accept a trailing newline
     if match is None:
         return None
     return match.group(1), match.group(2)

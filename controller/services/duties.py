@@ -13,7 +13,7 @@ from controller.services.context import SYSTEM, RequestContext
 from controller.services.errors import ServiceError
 from controller.services.runtime import Runtime
 from controller.store.base import StoreUnavailable
-from controller.store.snapshot_file import decode_backup
+from controller.store.snapshot_file import SnapshotError, decode_backup
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,11 @@ class Duties:
         return None
 
     async def _restore(self, path: str) -> str:
-        meta, state = decode_backup(await asyncio.to_thread(_read_bytes, path))
+        """Restores the staged backup. While one is staged, nothing else (no admin bootstrap) happens."""
+        try:
+            meta, state = decode_backup(await asyncio.to_thread(_read_bytes, path))
+        except (OSError, SnapshotError) as exc:
+            return f"staged restore {path} is unusable ({exc}); replace or remove it"
         await self._rt.propose(self._rc("restore"), "cluster.restore", {"state": state},
                                action="cluster.restore", target=os.path.basename(path), tenant_id=None)
         os.replace(path, path + ".applied")

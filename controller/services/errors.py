@@ -4,11 +4,14 @@ from __future__ import annotations
 
 
 class ServiceError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
+    """``audited`` is True when the refusal came from the state machine, which already wrote its audit record."""
+
+    def __init__(self, status: int, code: str, message: str, audited: bool = False) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.audited = audited
 
 
 def not_found(kind: str, ident: str) -> ServiceError:

@@ -40,7 +40,7 @@ class Runtime:
         outcome = await self.store.write(command)
         if not outcome["ok"]:
             err = outcome["error"]
-            raise ServiceError(int(err["status"]), str(err["code"]), str(err["message"]))
+            raise ServiceError(int(err["status"]), str(err["code"]), str(err["message"]), audited=True)
         return Outcome(result=outcome.get("result"), replayed=bool(outcome.get("replayed")))
 
     async def record_refusal(self, rc: RequestContext, action: str, target: str, status: int) -> None:

@@ -35,6 +35,8 @@ def bootstrap_admin(data: StateData, args: dict[str, Any], ctx: CommandContext) 
     """Creates tenant ``default``, user ``admin`` and the admin API key once per cluster."""
     if data.meta.get("admin_bootstrapped"):
         return {"created": False}
+    if args["key_id"] in data.keys:  # checked before anything is written: a refusal changes nothing
+        raise conflict(f"key id {args['key_id']!r} already exists")
     now = ctx["time"]
     if DEFAULT_TENANT not in data.tenant_names:
         insert_tenant(data, args["tenant_id"], DEFAULT_TENANT, "cluster administration", now)

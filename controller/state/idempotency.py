@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from controller.state.command import CommandContext
@@ -29,7 +30,7 @@ def lookup(data: StateData, ctx: CommandContext) -> dict[str, Any] | None:
         return None
     if stored["fingerprint"] != ctx.get("fingerprint"):
         raise conflict("Idempotency-Key was already used for a different request")
-    outcome: dict[str, Any] = stored["outcome"]
+    outcome: dict[str, Any] = copy.deepcopy(stored["outcome"])
     return outcome
 
 
@@ -37,7 +38,8 @@ def remember(data: StateData, ctx: CommandContext, outcome: dict[str, Any]) -> N
     key = record_key(ctx)
     if key is None:
         return
-    data.idempotency[key] = {"time": ctx["time"], "fingerprint": ctx.get("fingerprint"), "outcome": outcome}
+    stored = {"time": ctx["time"], "fingerprint": ctx.get("fingerprint"), "outcome": copy.deepcopy(outcome)}
+    data.idempotency[key] = stored
     if data.revision % PURGE_EVERY == 0:
         horizon = ctx["time"] - TTL_SECONDS
         for stale in [k for k, v in data.idempotency.items() if v["time"] < horizon]:

@@ -47,7 +47,8 @@ class StateMachine:
         data.revision += 1
         try:
             replay = idempotency.lookup(data, ctx)
-        except ApplyError as err:
+        except ApplyError as err:  # the key was used for another request: refused, and audited like any refusal
+            self._audit(cmd, err.status)
             return {"ok": False, "error": err.to_dict()}
         if replay is not None:
             return {**replay, "replayed": True}
@@ -68,13 +69,18 @@ class StateMachine:
             log.exception("apply of %s failed", cmd["op"])
             status = 500
             outcome = {"ok": False, "error": {"status": 500, "code": "internal", "message": str(exc)}}
-        if cmd["op"] not in UNAUDITED_OPS and ctx.get("audit_action"):
-            record = audit.append(data, ctx, status)
-            for listener in self._listeners:
-                try:
-                    listener(record)
-                except Exception:
-                    log.exception("audit listener failed")
+        self._audit(cmd, status)
         if cmd["op"] != "audit.record":
             idempotency.remember(data, ctx, outcome)
         return outcome
+
+    def _audit(self, cmd: Command, status: int) -> None:
+        ctx = cmd["ctx"]
+        if cmd["op"] in UNAUDITED_OPS or not ctx.get("audit_action"):
+            return
+        record = audit.append(self.data, ctx, status)
+        for listener in self._listeners:
+            try:
+                listener(record)
+            except Exception:
+                log.exception("audit listener failed")

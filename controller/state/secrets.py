@@ -14,9 +14,10 @@ MAX_VERSIONS_KEPT = 10
 
 
 def _tenant_secrets(data: StateData, tenant_id: str) -> dict[str, dict[str, Any]]:
+    """Read-only view of a tenant's secrets: a refused command must not leave an empty entry behind."""
     if tenant_id not in data.tenants:
         raise not_found("tenant", tenant_id)
-    return data.secrets.setdefault(tenant_id, {})
+    return data.secrets.get(tenant_id, {})
 
 
 @handles("secret.create")
@@ -36,7 +37,7 @@ def create_secret(data: StateData, args: dict[str, Any], ctx: CommandContext) ->
         "created_by": ctx.get("actor_name", ""),
         "versions": {"1": args["ciphertext"]},
     }
-    secrets[args["name"]] = secret
+    data.secrets.setdefault(tenant_id, {})[args["name"]] = secret
     quotas.consume(data, tenant_id, {"secrets": 1})
     return secret
 

@@ -22,6 +22,8 @@ def find_user(data: StateData, ident: str) -> dict[str, Any] | None:
 def insert_user(data: StateData, args: dict[str, Any], now: float) -> dict[str, Any]:
     if args["name"] in data.user_names:
         raise conflict(f"user {args['name']!r} already exists")
+    if args["id"] in data.users:
+        raise conflict(f"user id {args['id']!r} already exists")
     if args["tenant_id"] not in data.tenants:
         raise not_found("tenant", args["tenant_id"])
     if args["role"] not in ROLES:

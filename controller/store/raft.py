@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -142,8 +143,8 @@ class RaftStore(Store):
             raise StoreUnavailable("the store is not running")
         return self._obj
 
-    async def _submit(self, commands: list[Command]) -> list[dict[str, Any]]:
-        obj = self._require()
+    async def _call(self, start: Callable[[Callable[[Any, int], None]], None], what: str) -> tuple[Any, int]:
+        """Starts a pysyncobj operation whose callback fires on the tick thread; awaits it with a deadline."""
         loop = self._loop
         assert loop is not None
         fut: asyncio.Future[tuple[Any, int]] = loop.create_future()
@@ -151,13 +152,17 @@ class RaftStore(Store):
         def done(result: Any, error: int) -> None:
             loop.call_soon_threadsafe(_resolve, fut, result, error)
 
-        obj.apply_batch(commands, callback=done)
+        start(done)
         try:
-            result, error = await asyncio.wait_for(asyncio.shield(fut), self._tuning.commit_timeout)
+            return await asyncio.wait_for(asyncio.shield(fut), self._tuning.commit_timeout)
         except TimeoutError:
             raise StoreUnavailable(
-                f"the write was not committed within {self._tuning.commit_timeout:.0f}s "
-                "(no quorum?); it may still be applied", retry_after=1.0) from None
+                f"the {what} was not committed within {self._tuning.commit_timeout:.0f}s (no quorum?); "
+                "it may still be applied", retry_after=1.0) from None
+
+    async def _submit(self, commands: list[Command]) -> list[dict[str, Any]]:
+        obj = self._require()
+        result, error = await self._call(lambda done: obj.apply_batch(commands, callback=done), "write")
         if error != FAIL_REASON.SUCCESS:
             reason = _NOT_APPLIED.get(error, "the leader changed; the outcome of the write is unknown")
             raise StoreUnavailable(reason, retry_after=1.0)
@@ -195,21 +200,11 @@ class RaftStore(Store):
 
     async def _membership(self, action: str, address: str) -> None:
         obj = self._require()
-        loop = self._loop
-        assert loop is not None
-        fut: asyncio.Future[tuple[Any, int]] = loop.create_future()
-
-        def done(result: Any, error: int) -> None:
-            loop.call_soon_threadsafe(_resolve, fut, result, error)
-
         if action == "add":
-            obj.addNodeToCluster(address, callback=done)
+            _, error = await self._call(lambda done: obj.addNodeToCluster(address, callback=done), "membership change")
         else:
-            obj.removeNodeFromCluster(address, callback=done)
-        try:
-            _, error = await asyncio.wait_for(asyncio.shield(fut), self._tuning.commit_timeout)
-        except TimeoutError:
-            raise StoreUnavailable("the membership change was not committed in time") from None
+            _, error = await self._call(lambda done: obj.removeNodeFromCluster(address, callback=done),
+                                        "membership change")
         if error == FAIL_REASON.REQUEST_DENIED:
             raise MembershipError(
                 "the leader refused the change: another membership change is still in progress, the node is "

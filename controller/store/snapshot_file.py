@@ -5,6 +5,7 @@ A damaged file must stop the daemon with a clear message instead of silently res
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -40,11 +41,18 @@ def write_atomic(path: str, blob: bytes, mode: int = 0o600) -> None:
     tmp = f"{path}.tmp.{os.getpid()}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
-        os.write(fd, blob)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+        try:
+            view = memoryview(blob)
+            while view:  # os.write may write less than asked (e.g. more than 2 GiB at once)
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):  # e.g. disk full: don't leave a partial temp file behind
+            os.unlink(tmp)
+        raise
     dfd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
     try:
         os.fsync(dfd)
