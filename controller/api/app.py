@@ -25,6 +25,9 @@ def build_app(rt: Runtime, bus: EventBus | None = None) -> web.Application:
     missing = [f"{r.method} {r.path}" for r in ROUTES if r.key not in POLICY]
     if missing:
         raise MissingPolicy("routes without a policy entry: " + ", ".join(missing))
+    unaudited = [f"{r.method} {r.path}" for r in ROUTES if r.mutating and not r.audit]
+    if unaudited:
+        raise MissingPolicy("mutating routes without an audit action: " + ", ".join(unaudited))
     app = web.Application(middlewares=[errors_and_metrics], client_max_size=MAX_BODY_BYTES)
     app[RUNTIME] = rt
     app[BUS] = bus or EventBus()

@@ -20,7 +20,7 @@ from controller.services.errors import ServiceError
 ANONYMOUS = Caller(user_id="", user_name="anonymous", tenant_id="", tenant_name="", role="anonymous",
                    credential={"kind": "anonymous"})
 IDEMPOTENCY_KEY_RE = re.compile(r"^[A-Za-z0-9._:-]{1,200}$")
-REQUEST_ID = "request_id"
+REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id", str)
 
 
 def bearer_token(request: web.Request) -> str:
@@ -39,13 +39,13 @@ def make_handler(route: Route, rule: Rule) -> Handler:
         caller = ANONYMOUS
         if not rule.public:
             try:
-                caller = auth.authenticate(rt, bearer_token(request))
+                caller = await auth.authenticate_consistent(rt, bearer_token(request))
             except ServiceError as err:  # every 401 names the scheme (RFC 7235)
                 raise ApiError(err.status, err.code, err.message,
                                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}) from None
             if not allows(rule, caller.role, caller.is_cluster_admin):
                 if route.mutating:
-                    await rt.record_refusal(RequestContext(request_id, caller), route.action, request.path, 403)
+                    await rt.record_refusal(RequestContext(request_id, caller), route.action, _target(request), 403)
                 needed = "the cluster admin" if rule.cluster_admin else "role " + "/".join(sorted(rule.roles))
                 raise ApiError(403, "forbidden", f"{route.method} {route.path} needs {needed}; "
                                                  f"you are {caller.role} in tenant {caller.tenant_name!r}")
@@ -62,11 +62,18 @@ def make_handler(route: Route, rule: Rule) -> Handler:
         except ServiceError as err:
             if route.mutating and not rule.public and not err.audited:
                 # refused before it became a command (tenant scope, visibility, membership): audit it too
-                await rt.record_refusal(RequestContext(request_id, caller), route.action, request.path, err.status)
+                await rt.record_refusal(RequestContext(request_id, caller), route.action, _target(request),
+                                        err.status)
             raise
 
     handle.__name__ = route.handler.__name__
     return handle
+
+
+def _target(request: web.Request) -> str:
+    """What a refused request was aimed at: its object's name/id when the path has one, else the path."""
+    params = list(request.match_info.values())
+    return params[-1] if params else request.path
 
 
 def _flag(request: web.Request, name: str) -> bool:

@@ -8,12 +8,17 @@ from typing import Any
 from controller.services import views
 from controller.services.context import RequestContext
 from controller.services.runtime import Runtime
-from controller.services.scope import visible
+from controller.services.scope import target_tenant, visible
 from controller.services.views import DEFAULT_LIMIT, MAX_LIMIT
 
 
 def record_filter(rc: RequestContext, filters: dict[str, Any]) -> Callable[[dict[str, Any]], bool]:
+    """``filters['tenant_id']`` (already resolved and scope-checked) narrows to one tenant."""
+    tenant_id = filters.get("tenant_id")
+
     def keep(record: dict[str, Any]) -> bool:
+        if tenant_id is not None and record["tenant_id"] != tenant_id:
+            return False
         if record["tenant_id"] is None:
             if not rc.caller.is_cluster_admin:
                 return False
@@ -27,6 +32,15 @@ def record_filter(rc: RequestContext, filters: dict[str, Any]) -> Callable[[dict
         return not (filters.get("until") is not None and record["time"] > filters["until"])
 
     return keep
+
+
+def resolve_tenant(rt: Runtime, rc: RequestContext, tenant: str | None) -> str | None:
+    """The tenant id a ``?tenant=`` filter names (the cluster admin may name any; others only their own)."""
+    if tenant is None:
+        return None
+    with rt.view() as data:
+        tenant_id: str = target_tenant(data, rc.caller, tenant)["id"]
+        return tenant_id
 
 
 async def list_(rt: Runtime, rc: RequestContext, limit: int | None, marker: str | None,
@@ -49,7 +63,7 @@ async def list_(rt: Runtime, rc: RequestContext, limit: int | None, marker: str 
     return {"items": items, "next_marker": None}
 
 
-def records_after(rt: Runtime, rc: RequestContext, after: int) -> list[dict[str, Any]]:
-    keep = record_filter(rc, {})
+def records_after(rt: Runtime, rc: RequestContext, after: int, filters: dict[str, Any]) -> list[dict[str, Any]]:
+    keep = record_filter(rc, filters)
     with rt.view() as data:
         return [views.audit_record(r) for r in data.audit if r["id"] > after and keep(r)]

@@ -38,6 +38,24 @@ def authenticate(runtime: Runtime, token: str) -> Caller:
         return _caller(data, user_id, {"kind": "jwt", "user_id": user_id})
 
 
+async def authenticate_consistent(runtime: Runtime, token: str) -> Caller:
+    """Like :func:`authenticate`, but a refusal of a well-formed credential is only final once this replica
+    has applied everything committed: a key or user created through another controller moments ago, or
+    committed before this controller restarted and not yet re-applied, is unknown locally until then.
+    Raises 401, or StoreUnavailable (503) if the replica cannot catch up now (no leader)."""
+    try:
+        return authenticate(runtime, token)
+    except ServiceError as err:
+        if err.status != 401 or not _well_formed(runtime, token):
+            raise
+    await runtime.store.barrier()
+    return authenticate(runtime, token)
+
+
+def _well_formed(runtime: Runtime, token: str) -> bool:
+    return tokens.parse_api_key(token) is not None or tokens.decode_jwt(runtime.jwt_key, token) is not None
+
+
 def _caller(data: StateData, user_id: str, credential: Credential) -> Caller:
     user = data.users.get(user_id)
     if user is None or user["disabled"]:
@@ -57,7 +75,11 @@ async def login(runtime: Runtime, rc: RequestContext, username: str, password: s
     stored = user.get("password_hash") if user else None
     ok = await asyncio.to_thread(passwords.verify_password, stored, password)
     if not ok or user is None or user["disabled"]:
+        await runtime.record_refusal(rc, "auth.login", username, 401)
         raise unauthorized("wrong username or password")
+    with runtime.view() as data:
+        caller = _caller(data, user["id"], {"kind": "password", "user_id": user["id"]})
+    await runtime.record_refusal(RequestContext(rc.request_id, caller), "auth.login", username, 200)
     token, expires = tokens.issue_jwt(runtime.jwt_key, user["id"], user["tenant_id"], runtime.clock())
     return {"token": token, "token_type": "Bearer", "expires_at": views.iso(expires)}
 

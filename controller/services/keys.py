@@ -36,12 +36,16 @@ async def create(rt: Runtime, rc: RequestContext, name: str, user: str | None,
     new = new_api_key()
     expires_at = rt.clock() + expires_in if expires_in else None
     args = {"id": new.key_id, "name": name, "user_id": owner["id"], "secret_hash": new.secret_hash,
-            "expires_at": expires_at}
+            "expires_at": expires_at, "sealed_secret": rt.secretbox.encrypt(new.token, _aad(new.key_id))}
     out = await rt.propose(rc, "key.create", args, action="key.create", target=name, tenant_id=owner["tenant_id"])
     view = views.api_key(out.result)
-    if not out.replayed:
-        view["secret"] = new.token
+    # A replay (the client retried after a lost response) gets the key that was really created.
+    view["secret"] = rt.secretbox.decrypt(out.result["sealed_secret"], _aad(out.result["id"]))
     return view, out.replayed
+
+
+def _aad(key_id: str) -> str:
+    return f"apikey:{key_id}"
 
 
 async def list_(rt: Runtime, rc: RequestContext, limit: int | None, marker: str | None) -> dict[str, Any]:

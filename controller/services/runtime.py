@@ -13,8 +13,10 @@ from controller.security.cluster_secret import derive
 from controller.security.secretbox import SecretBox
 from controller.services.context import RequestContext
 from controller.services.errors import ServiceError
+from controller.state import credentials
 from controller.state.command import make_command
 from controller.state.data import StateData
+from controller.state.errors import ApplyError
 from controller.store.base import Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -44,7 +46,7 @@ class Runtime:
         return Outcome(result=outcome.get("result"), replayed=bool(outcome.get("replayed")))
 
     async def record_refusal(self, rc: RequestContext, action: str, target: str, status: int) -> None:
-        """Audits a mutating request refused before it became a command (best effort)."""
+        """Audits a request that changes nothing by itself: a refusal before it became a command, or a login."""
         try:
             await self.propose(rc, "audit.record", {"status": status}, action=action, target=target,
                                tenant_id=rc.caller.tenant_id or None)
@@ -52,9 +54,21 @@ class Runtime:
             log.warning("could not audit refused %s on %s: %s", action, target, exc)
 
     async def consistent(self, rc: RequestContext) -> None:
-        """Waits until this replica reflects every write committed before now (unless ?stale=true)."""
-        if not rc.stale:
-            await self.store.barrier()
+        """Waits until this replica reflects every write committed before now (unless ?stale=true).
+
+        The caller's credential is checked again afterwards, so a key revoked through another controller
+        is refused here too, even if this replica had not applied the revocation when the request arrived.
+        """
+        if rc.stale:
+            return
+        await self.store.barrier()
+        if rc.caller.credential.get("kind") in ("key", "jwt"):
+            with self.view() as data:
+                try:
+                    credentials.verify(data, {"time": self.clock(), "credential": rc.caller.credential,
+                                              "role": rc.caller.role})
+                except ApplyError as err:
+                    raise ServiceError(err.status, err.code, err.message) from None
 
     @contextmanager
     def view(self) -> Iterator[StateData]:

@@ -32,7 +32,10 @@ def insert_key(data: StateData, args: dict[str, Any], now: float) -> dict[str, A
 
 @handles("key.create")
 def create_key(data: StateData, args: dict[str, Any], ctx: CommandContext) -> dict[str, Any]:
-    return insert_key(data, args, ctx["time"])
+    """The result (kept in the idempotency record for a replay) carries the key sealed with the cluster key;
+    the key record itself only keeps the hash."""
+    key = insert_key(data, args, ctx["time"])
+    return {**key, "sealed_secret": args.get("sealed_secret")}
 
 
 @handles("key.revoke")

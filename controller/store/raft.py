@@ -63,6 +63,27 @@ class _ReplicatedMachine(SyncObj):
     def apply_batch(self, commands: list[Command]) -> list[dict[str, Any]]:
         return self._machine.apply_batch(commands)
 
+    def _SyncObj__onMessageReceived(self, node: Any, message: dict[str, Any]) -> None:
+        """Keeps a follower's nextIndex from moving back on a successful append_entries reply.
+
+        pysyncobj advances nextIndex when it *sends* entries, but on every success reply it sets nextIndex
+        to the index in that reply. With more than one entry in flight (the batcher keeps two), the reply to
+        the older entry moves nextIndex back, the leader re-sends entries the follower already has, and the
+        follower truncates its log from there and appends them again: extra journal syncs, a CRITICAL
+        "truncating already-applied log entries" line each time, and, if the re-sent message holds fewer
+        entries than were truncated, a follower that briefly drops entries it had acknowledged. As in other
+        Raft implementations, a success reply may only move nextIndex forward; a rejection (``reset``) still
+        moves it back.
+        """
+        sent = None
+        if message.get("type") == "next_node_idx" and message.get("success") and not message.get("reset"):
+            sent = self._SyncObj__raftNextIndex.get(node)
+        super()._SyncObj__onMessageReceived(node, message)
+        if sent is not None:
+            next_index = self._SyncObj__raftNextIndex
+            if node in next_index and next_index[node] < sent:
+                next_index[node] = sent
+
 
 class RaftStore(Store):
     def __init__(self, data_dir: str, self_address: str, peers: list[str], password: str,

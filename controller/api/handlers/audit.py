@@ -21,7 +21,8 @@ async def list_audit(req: ApiRequest) -> web.StreamResponse:
     if outcome is not None and outcome not in ("success", "denied", "failed"):
         raise ApiError(400, "bad_request", "outcome must be success, denied or failed")
     filters: dict[str, Any] = {name: req.query(name) for name in ("actor", "action", "target")}
-    filters.update(outcome=outcome, since=req.timestamp("since"), until=req.timestamp("until"))
+    filters.update(outcome=outcome, since=req.timestamp("since"), until=req.timestamp("until"),
+                   tenant_id=audit.resolve_tenant(req.rt, req.rc, req.query("tenant")))
     return json_response(await audit.list_(req.rt, req.rc, req.limit(), req.query("marker"), filters))
 
 
@@ -31,7 +32,8 @@ async def stream_events(req: ApiRequest) -> web.StreamResponse:
     if last and not last.isdigit():
         raise ApiError(400, "bad_request", "Last-Event-ID / after must be an event id")
     bus = req.http.app[BUS]
-    keep = audit.record_filter(req.rc, {})
+    filters = {"tenant_id": audit.resolve_tenant(req.rt, req.rc, req.query("tenant"))}
+    keep = audit.record_filter(req.rc, filters)
     queue = bus.subscribe()
     try:
         await req.rt.consistent(req.rc)
@@ -40,7 +42,7 @@ async def stream_events(req: ApiRequest) -> web.StreamResponse:
         await response.prepare(req.http)
         sent = int(last) if last else 0
         if last:
-            for record in audit.records_after(req.rt, req.rc, sent):
+            for record in audit.records_after(req.rt, req.rc, sent, filters):
                 await _send(response, record)
                 sent = int(record["id"])
         while True:
