@@ -22,6 +22,7 @@ from controller.state.machine import StateMachine
 from controller.store import raft_journal
 from controller.store.base import MembershipError, Store, StoreStatus, StoreUnavailable
 from controller.store.batcher import Batcher
+from controller.store.raft_guard import PreAuthReaper
 from controller.store.snapshot_file import decode_dump, encode_dump, write_atomic
 
 log = logging.getLogger(__name__)
@@ -128,6 +129,7 @@ class RaftStore(Store):
             logCompactionMinEntries=t.compaction_min_entries,
             logCompactionMinTime=t.compaction_min_seconds,
         )
+        await asyncio.to_thread(self._finish_interrupted_compaction, dump_path)
         # Built on the loop's thread on purpose: pysyncobj's tick thread stops when its creator exits.
         obj = _ReplicatedMachine(self._self_address, self._peers, conf, self.machine)
         try:
@@ -135,6 +137,7 @@ class RaftStore(Store):
         except SyncObjException as exc:
             obj.destroy()
             raise OSError(f"cannot listen for Raft on {self._self_address}: address in use or invalid") from exc
+        obj.addOnTickCallback(PreAuthReaper(obj._SyncObj__transport, t.connection_timeout))
         self._obj = obj
         self._batcher = Batcher(self._submit)
         self._batcher.start()
@@ -145,6 +148,14 @@ class RaftStore(Store):
         if self._obj is not None:
             obj, self._obj = self._obj, None
             await asyncio.to_thread(obj.destroy_synchronous)
+
+    def _finish_interrupted_compaction(self, dump_path: str) -> None:
+        journal_path = os.path.join(self._data_dir, JOURNAL_FILE)
+        if not (os.path.exists(dump_path) and os.path.exists(journal_path)):
+            return
+        with open(dump_path, "rb") as f:
+            _, (last, prev, _cluster) = decode_dump(f.read())
+        log.info("raft journal check: %s", raft_journal.reconcile_with_dump(journal_path, last, prev))
 
     # -- snapshots (called on the pysyncobj tick thread) -----------------------------------------
     def _serialize(self, file_name: str, raft_data: Any) -> None:

@@ -14,6 +14,7 @@ is unchanged; ``verify_journal`` checks every record's checksum before the daemo
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
 import zlib
@@ -57,19 +58,28 @@ class DurableMetaStorer(pjournal.MetaStorer):
 
 class DurableFileJournal(pjournal.FileJournal):
     _FileJournal__journal: list[tuple[bytes, int, int]]  # FileJournal's in-memory entries (name-mangled)
+    _FileJournal__meta: dict[str, Any]
 
     def __init__(self, journal_file: str) -> None:
-        super().__init__(journal_file)
+        self._path = journal_file
+        self._open()
+
+    def _open(self) -> None:
+        pjournal.FileJournal.__init__(self, self._path)
         # FileJournal keeps its MetaStorer in a name-mangled attribute; swap in the fsyncing one.
-        self._FileJournal__metaStorer = DurableMetaStorer(journal_file + ".meta")
+        self._FileJournal__metaStorer = DurableMetaStorer(self._path + ".meta")
         # FileJournal loaded the records as stored (sealed); keep only the plain commands in memory.
         self._FileJournal__journal = [(unseal(bytes(cmd), idx, term), idx, term)
                                       for cmd, idx, term in self._FileJournal__journal]
 
-    def add(self, command: bytes, idx: int, term: int) -> None:
+    def _append_unflushed(self, command: bytes, idx: int, term: int) -> bytes:
         plain = pjournal.to_bytes(command)
-        super().add(seal(plain, idx, term), idx, term)
+        pjournal.FileJournal.add(self, seal(plain, idx, term), idx, term)
         self._FileJournal__journal[-1] = (plain, idx, term)
+        return plain
+
+    def add(self, command: bytes, idx: int, term: int) -> None:
+        self._append_unflushed(command, idx, term)
         self.flush()
 
     def deleteEntriesFrom(self, entryFrom: int) -> None:
@@ -79,6 +89,53 @@ class DurableFileJournal(pjournal.FileJournal):
     def clear(self) -> None:
         super().clear()
         self.flush()
+
+    def deleteEntriesTo(self, entryTo: int) -> None:
+        """Drops the first ``entryTo`` entries (after a snapshot) crash-safely.
+
+        pysyncobj rewrites the journal in place (clear, then re-add), so a crash in the middle loses
+        entries the snapshot does not hold. We write the kept entries to a new file and rename it.
+        """
+        keep = list(self._FileJournal__journal[entryTo:])
+        meta = dict(self._FileJournal__meta)
+        tmp = self._path + ".compact"
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        fresh = DurableFileJournal(tmp)
+        for command, idx, term in keep:
+            fresh._append_unflushed(command, idx, term)
+        fresh.flush()
+        fresh._destroy()
+        self._destroy()
+        os.replace(tmp, self._path)
+        _fsync_dir(os.path.dirname(os.path.abspath(self._path)))
+        self._open()
+        self._FileJournal__meta = meta
+        self._FileJournal__metaSaved = False
+
+
+def reconcile_with_dump(journal_file: str, last: tuple[bytes, int, int], prev: tuple[bytes, int, int]) -> str:
+    """Finishes a compaction that a crash interrupted; returns what it did (for the log).
+
+    pysyncobj writes the snapshot first and trims the journal on its next tick. If the process dies in
+    between, its loader finds a journal that does not start with the snapshot's last two entries and
+    clears it, losing every entry after the snapshot (committed ones included). Trimming the journal to
+    start at those entries, as pysyncobj would have, keeps them.
+    """
+    journal = DurableFileJournal(journal_file)
+    try:
+        entries = journal._FileJournal__journal
+        for pos in range(len(entries) - 1):
+            if entries[pos][1] == prev[1] and entries[pos + 1][1] == last[1]:
+                if (entries[pos][2], entries[pos + 1][2]) != (prev[2], last[2]):
+                    return "journal disagrees with the snapshot's terms; the snapshot wins"
+                if pos == 0:
+                    return "journal and snapshot agree"
+                journal.deleteEntriesTo(pos)
+                return f"finished an interrupted compaction: dropped {pos} journal entries the snapshot holds"
+        return "journal holds nothing beyond the snapshot"
+    finally:
+        journal._destroy()
 
 
 def _fsync_dir(path: str) -> None:
