@@ -91,7 +91,7 @@ async def remove_member(rt: Runtime, rc: RequestContext, raft_address: str) -> N
 
 async def backup(rt: Runtime, rc: RequestContext) -> bytes:
     """A consistent snapshot: every write acknowledged before the call is in it."""
-    await rt.store.barrier()
+    await rt.consistent(RequestContext(rc.request_id, rc.caller, stale=False))
     with rt.view() as data:
         st = rt.store.status()
         return encode_backup(data, {"revision": data.revision, "taken_at": rt.clock(), "node": st.self_address,

@@ -20,6 +20,7 @@ async def whoami(req: ApiRequest) -> web.StreamResponse:
 
 
 async def list_roles(req: ApiRequest) -> web.StreamResponse:
+    await req.rt.consistent(req.rc)
     return json_response({"items": [{"name": n, "description": d} for n, d in ROLE_DESCRIPTIONS.items()]})
 
 
