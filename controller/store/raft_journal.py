@@ -1,7 +1,7 @@
 """Makes pysyncobj's journal durable and checksummed.
 
 pysyncobj writes its log through an mmap and its term/vote file without fsync. Raft's safety needs
-both on stable storage before a node acknowledges an entry or a vote, so we msync every appended
+both on stable storage before a node acknowledges an entry or a vote, so we sync every appended
 entry (the controller batches many API writes into one entry, which keeps this cheap) and fsync the
 meta file. Installed once, before any SyncObj is created.
 
