@@ -53,6 +53,11 @@ class RaftTuning:
     commit_timeout: float = 3.0
     compaction_min_entries: int = 5000
     compaction_min_seconds: int = 300
+    # Batches (Raft entries) this node has in flight at once. Each entry costs about 2 ms of CPU over the
+    # cluster (messages, encryption, a journal sync on every node), so one at a time, with everything that
+    # arrives meanwhile grouped into the next, beats two on a small machine (tests/bench: higher throughput
+    # and lower p95 for reads and writes, on the leader and spread over all nodes).
+    max_inflight_batches: int = 1
 
 
 class _ReplicatedMachine(SyncObj):
@@ -139,7 +144,7 @@ class RaftStore(Store):
             raise OSError(f"cannot listen for Raft on {self._self_address}: address in use or invalid") from exc
         obj.addOnTickCallback(PreAuthReaper(obj._SyncObj__transport, t.connection_timeout))
         self._obj = obj
-        self._batcher = Batcher(self._submit)
+        self._batcher = Batcher(self._submit, max_inflight=self._tuning.max_inflight_batches)
         self._batcher.start()
 
     async def stop(self) -> None:

@@ -28,10 +28,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--duration", type=float, help="measured seconds per phase (default 10, quick 2.5)")
     p.add_argument("--warmup", type=float, help="warm-up seconds per phase (default 2, quick 0.5)")
     p.add_argument("--ops", default="get,get_stale,post", help="comma-separated subset of get,get_stale,post")
-    p.add_argument("--paced-read-rate", type=float, default=1000.0,
-                   help="total requests/s of the paced read phases (0 skips them; default 1000)")
-    p.add_argument("--paced-write-rate", type=float, default=500.0,
-                   help="total requests/s of the paced write phase (0 skips it; default 500)")
+    p.add_argument("--paced-read-rate", type=float, default=500.0,
+                   help="total requests/s of the paced read phases (0 skips them; default 500)")
+    p.add_argument("--paced-write-rate", type=float, default=250.0,
+                   help="total requests/s of the paced write phase (0 skips it; default 250)")
     p.add_argument("--only", choices=("latency", "failover"), help="run one part only")
     p.add_argument("--failover-rounds", type=int, default=3, help="leader kills (default 3)")
     p.add_argument("--profile", choices=("auto", "always", "never"),
@@ -77,9 +77,11 @@ def main(argv: list[str] | None = None) -> int:
                     return time.monotonic() - started < RETRY_BUDGET_S
 
                 for phase in api_latency.phases(plan, ops, args.paced_read_rate, args.paced_write_rate):
+                    leader = cluster.wait_leader(timeout=30)  # a phase may have moved the leadership
                     latency.append(api_latency.run_phase(pool, cluster, leader, key, names, phase,
                                                          args.noisy_pct, retries, may_retry))
-                _profile(profile_mode, latency, pool, cluster, leader, key, names, plan, ops)
+                _profile(profile_mode, latency, pool, cluster, cluster.wait_leader(timeout=30), key, names, plan,
+                         ops)
             if args.only in (None, "failover") and args.failover_rounds > 0:
                 failover.run(cluster, key, args.failover_rounds, quick=quick)
     except KeyboardInterrupt:
@@ -104,7 +106,7 @@ def _profile(mode: str, latency: list[dict[str, Any]], pool: Pool, cluster: Cont
     short = LoadPlan(plan.clients, plan.client_procs, warmup=1.0, duration=6.0)
     for op in ops:
         if mode == "always" or any(r["op"] == api_latency.OP_LABEL[op] for r in missed):
-            api_latency.profile_phase(pool, cluster, leader, key, names, Phase(op, "leader", short), py_spy)
+            api_latency.profile_phase(pool, cluster, leader, key, names, Phase(op, "spread", short), py_spy)
 
 
 def idle_cpu(cluster: ControllerCluster, seconds: float) -> dict[str, Any]:

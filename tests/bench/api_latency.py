@@ -8,12 +8,15 @@ Two kinds of load:
   request path itself (a barrier round trip for linearizable reads, a Raft commit for writes).
 
 Each phase records the CPU use of the load generator, of every controller and of everything else on the
-machine (``other_cpu_pct``: other jobs on a shared machine distort the figures; noisy phases can be re-run).
+machine (``other_cpu_pct``: other jobs on a shared machine distort the figures; noisy phases can be re-run),
+the Raft entries committed per second, leader elections (``raft_elections``, term changes) and which nodes
+wrote a Raft snapshot (``snapshots``: log compaction, which stalls a node while it serializes the state).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -22,6 +25,7 @@ from typing import Any
 
 import aiohttp
 
+from controller.store.raft import DUMP_FILE
 from tests.bench.loadgen import Shard, ShardResult, run_shard
 from tests.bench.procs import CpuWindow, wait_quiet
 from tests.bench.profile import Sampler
@@ -85,6 +89,15 @@ def prepare(leader: ControllerNode, key: str, count: int = 200) -> list[str]:
     return names
 
 
+def _dump_mtimes(cluster: ControllerCluster) -> dict[str, float]:
+    """When each controller last wrote its Raft snapshot (log compaction), by node name."""
+    times: dict[str, float] = {}
+    for node in cluster.nodes:
+        with contextlib.suppress(OSError):
+            times[node.name] = (node.data_dir / DUMP_FILE).stat().st_mtime
+    return times
+
+
 def _raft_position(cluster: ControllerCluster) -> tuple[int, int]:
     """The highest Raft (commit index, term) any live controller reports ((-1, -1) if none answers)."""
     healths = [h for n in cluster.alive if (h := n.health())]
@@ -114,6 +127,7 @@ def measure(pool: Pool, cluster: ControllerCluster, targets: list[ControllerNode
     cpu = CpuWindow(cluster.alive)
     time.sleep(max(0.0, start_at + plan.warmup - time.time()))
     commit0, term0 = _raft_position(cluster)
+    dumps0 = _dump_mtimes(cluster)
     cpu.start()
     samplers: list[tuple[ControllerNode, str, Sampler]] = []
     profiles: list[dict[str, Any]] = []
@@ -125,6 +139,7 @@ def measure(pool: Pool, cluster: ControllerCluster, targets: list[ControllerNode
         time.sleep(max(0.0, start_at + plan.warmup + plan.duration - time.time()))
         cpu.stop()
         commit1, term1 = _raft_position(cluster)
+        dumps1 = _dump_mtimes(cluster)
         for node, role, sampler in samplers:
             summary = sampler.finish()
             if summary is not None:
@@ -134,7 +149,9 @@ def measure(pool: Pool, cluster: ControllerCluster, targets: list[ControllerNode
         for _, _, sampler in samplers:
             sampler.stop()
     results: list[ShardResult] = pending.get(timeout=plan.warmup + plan.duration + 60)
-    return _record(phase, procs, results, cpu, commit1 - commit0, term1 - term0, background), profiles
+    record = _record(phase, procs, results, cpu, commit1 - commit0, term1 - term0, background)
+    record["snapshots"] = sorted(name for name, t in dumps1.items() if dumps0.get(name) != t)
+    return record, profiles
 
 
 def _record(phase: Phase, procs: int, results: list[ShardResult], cpu: CpuWindow, entries: int, elections: int,
