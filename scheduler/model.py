@@ -1,0 +1,83 @@
+"""Data the scheduler works on: host views (resource providers), requests and weighing settings."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cached_property
+
+RESOURCE_CLASSES = ("vcpu", "memory_mb", "disk_gb")
+HOST_STATES = ("up", "down", "fencing")
+KINDS = ("container", "vm")
+GROUP_POLICIES = ("affinity", "anti-affinity")
+STRATEGIES = ("spread", "pack")
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """One resource class of a host, Placement style: usable = (total - reserved) * allocation_ratio."""
+
+    total: int
+    reserved: int = 0
+    allocation_ratio: float = 1.0
+
+    # Cached (not a dataclass field, so asdict/eq/repr are unaffected): it is read for every host looked at, and
+    # after the first read it costs a plain attribute lookup.
+    @cached_property
+    def capacity(self) -> int:
+        return max(0, math.floor((self.total - self.reserved) * self.allocation_ratio))
+
+
+@dataclass
+class HostView:
+    id: str
+    zone: str
+    state: str  # "up" | "down" | "fencing"; only "up" hosts take new work
+    enabled: bool
+    draining: bool
+    kinds: frozenset[str]  # instance kinds its driver runs: "container", "vm"
+    traits: frozenset[str]
+    inventory: Mapping[str, Inventory]  # per resource class
+    used: Mapping[str, int]  # allocated amounts per resource class
+    instance_count: int
+
+    def capacity(self, resource_class: str) -> int:
+        """Usable amount of a resource class; 0 when the host has no inventory of it."""
+        inv = self.inventory.get(resource_class)
+        return inv.capacity if inv is not None else 0
+
+    def free(self, resource_class: str) -> int:
+        """Capacity minus allocations, never negative (an allocation ratio may have been lowered)."""
+        return max(0, self.capacity(resource_class) - self.used.get(resource_class, 0))
+
+
+@dataclass(frozen=True)
+class PlacementRequest:
+    resources: Mapping[str, int]  # e.g. {"vcpu": 1, "memory_mb": 256, "disk_gb": 1}
+    kind: str  # "container" | "vm"
+    zone: str | None = None
+    required_traits: frozenset[str] = frozenset()
+    group_policy: str | None = None  # "affinity" | "anti-affinity" | None
+    group_hosts: frozenset[str] = frozenset()  # hosts the group's other members already use
+    exclude_hosts: frozenset[str] = frozenset()  # e.g. the host an instance is moved off
+
+    def __post_init__(self) -> None:
+        if self.group_policy is not None and self.group_policy not in GROUP_POLICIES:
+            raise ValueError(f"unknown group policy {self.group_policy!r}")
+
+
+@dataclass(frozen=True)
+class WeightSettings:
+    strategy: str = "spread"  # "spread" | "pack": sign of the resource weigher
+    resource_multiplier: float = 1.0
+    free_memory_multiplier: float = 0.0
+    instance_count_multiplier: float = 0.0  # positive: prefer hosts with fewer instances
+    # None: weigh every feasible host; N: Nomad-style, stop after N feasible hosts in random order.
+    candidate_limit: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"unknown strategy {self.strategy!r}")
+        if self.candidate_limit is not None and self.candidate_limit < 1:
+            raise ValueError("candidate_limit must be None or >= 1")

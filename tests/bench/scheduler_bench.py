@@ -1,0 +1,91 @@
+"""Scheduler throughput: select_host placements/s and p99 latency at 1,000 and 10,000 random hosts.
+
+Each placement is claimed on the chosen host with ``claims.add`` (as the Raft apply step would), so the
+cluster slowly fills. ``python -m tests.bench.scheduler_bench [--quick]`` prints one JSON line per figure.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+import time
+
+from scheduler.claims import add
+from scheduler.model import HostView, Inventory, PlacementRequest, WeightSettings
+from scheduler.select import NoValidHost, select_host
+from tests.bench.report import percentile
+
+ZONES = ("az1", "az2", "az3")
+
+
+def make_hosts(n: int, rng: random.Random) -> list[HostView]:
+    hosts = []
+    for i in range(n):
+        vcpu = rng.choice((16, 32, 64, 128))
+        mem = vcpu * rng.choice((2048, 4096, 8192))
+        state = "up" if rng.random() > 0.02 else rng.choice(("down", "fencing"))
+        hosts.append(HostView(
+            id=f"host-{i:05d}", zone=rng.choice(ZONES), state=state, enabled=rng.random() > 0.01,
+            draining=rng.random() < 0.01, kinds=frozenset({"container", "vm"} if rng.random() < 0.8 else {"container"}),
+            traits=frozenset(t for t in ("ssd", "gpu", "avx512") if rng.random() < 0.3),
+            inventory={"vcpu": Inventory(vcpu, reserved=2, allocation_ratio=4.0),
+                       "memory_mb": Inventory(mem, reserved=2048, allocation_ratio=1.0),
+                       "disk_gb": Inventory(rng.choice((500, 1000, 2000)), reserved=20)},
+            used={}, instance_count=0))
+    return hosts
+
+
+def make_request(rng: random.Random) -> PlacementRequest:
+    vcpu = rng.choice((1, 1, 2, 4, 8))
+    return PlacementRequest(
+        resources={"vcpu": vcpu, "memory_mb": vcpu * rng.choice((512, 1024, 2048)), "disk_gb": rng.choice((1, 10, 20))},
+        kind="container" if rng.random() < 0.7 else "vm",
+        zone=rng.choice(ZONES) if rng.random() < 0.3 else None,
+        required_traits=frozenset({"ssd"}) if rng.random() < 0.1 else frozenset())
+
+
+def measure(n_hosts: int, limit: int | None, seconds: float, max_placements: int) -> dict[str, object]:
+    rng = random.Random(n_hosts * 31 + (limit or 0))
+    hosts = make_hosts(n_hosts, rng)
+    requests = [make_request(rng) for _ in range(1000)]
+    settings = WeightSettings(candidate_limit=limit)
+    latencies: list[float] = []
+    refused = 0
+    clock = time.perf_counter
+    start = clock()
+    deadline = start + seconds
+    i = 0
+    while i < max_placements and clock() < deadline:
+        req = requests[i % len(requests)]
+        t0 = clock()
+        try:
+            host = select_host(hosts, req, settings, rng)
+        except NoValidHost:
+            refused += 1
+        else:
+            host.used = add(host.used, req.resources)
+            host.instance_count += 1
+        latencies.append(clock() - t0)
+        i += 1
+    elapsed = clock() - start
+    latencies.sort()
+    return {"bench": "scheduler.select", "hosts": n_hosts, "candidate_limit": limit, "placements": i,
+            "refused": refused, "placements_per_s": round(i / elapsed, 1),
+            "p50_ms": round(percentile(latencies, 50) * 1000, 4), "p99_ms": round(percentile(latencies, 99) * 1000, 4)}
+
+
+def run(quick: bool) -> list[dict[str, object]]:
+    """Figures for 1,000 and 10,000 hosts, with candidate_limit=8 and with None (weigh every feasible host)."""
+    seconds = 0.4 if quick else 2.5
+    out = []
+    for n in (1_000, 10_000):
+        for limit in (8, None):
+            # Bounded so the cluster does not fill up (which would turn every call into a full pass).
+            out.append(measure(n, limit, seconds, max_placements=20_000 if limit else 2_000))
+    return out
+
+
+if __name__ == "__main__":
+    for record in run(quick="--quick" in sys.argv[1:]):
+        print(json.dumps(record), flush=True)
