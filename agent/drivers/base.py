@@ -1,0 +1,132 @@
+"""The compute driver contract (one driver per file, like Nova's virt driver, but much smaller).
+
+A driver manages the instances of ONE host on a local hypervisor or container engine. Every instance it
+creates carries its instance id, generation and host id (docker labels, libvirt metadata), so that after an
+agent restart ``list_instances`` finds exactly this host's instances and the agent adopts them.
+
+Post-conditions every driver keeps:
+- ``create`` is idempotent: an existing instance with the same id and generation is left alone (started if
+  stopped). A failed create removes what it made and raises :class:`DriverError` with a readable message.
+- ``start``, ``stop``, ``reboot`` and ``delete`` are idempotent; ``delete`` of an unknown id is a no-op and
+  ``stop``/``start`` of an unknown id raise :class:`InstanceNotFound`.
+- Nothing that is not labelled with this driver's host id is ever listed, changed or deleted.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+RUNNING = "running"
+STOPPED = "stopped"
+ERROR = "error"
+
+
+class DriverError(Exception):
+    """An operation failed; the message is shown to the instance's owner."""
+
+
+class InstanceNotFound(DriverError):
+    pass
+
+
+class NotSupported(DriverError):
+    """The driver cannot do this at all (for example a serial console for a container)."""
+
+
+@dataclass(frozen=True)
+class PortMapping:
+    host_port: int
+    container_port: int
+    protocol: str = "tcp"
+
+
+@dataclass(frozen=True)
+class InstanceSpec:
+    """What the controller wants to run. ``generation`` changes every time the instance is placed anew."""
+
+    id: str
+    name: str
+    generation: int
+    kind: str  # "container" | "vm"
+    image: str  # a Docker reference for containers; for VMs the image's name (the file is image_path)
+    vcpus: int = 1
+    memory_mb: int = 256
+    disk_gb: int = 1
+    command: tuple[str, ...] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+    ports: tuple[PortMapping, ...] = ()
+    user_data: str = ""
+    restart_policy: str = "always"  # "always" | "on-failure" | "never"
+    tenant_id: str = ""
+    image_path: str | None = None  # VMs: the verified, cached base image (qcow2 or raw)
+    boot_kernel: str | None = None  # VMs: direct kernel boot instead of booting the disk
+    boot_initrd: str | None = None
+    boot_cmdline: str = ""
+
+
+@dataclass
+class ActualInstance:
+    id: str
+    generation: int
+    state: str  # RUNNING | STOPPED | ERROR
+    detail: str = ""
+    addresses: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    exit_code: int
+    output: bytes
+
+
+class Driver(ABC):
+    name: ClassVar[str]
+    kinds: ClassVar[frozenset[str]]  # instance kinds this driver runs: "container" and/or "vm"
+
+    def __init__(self, host_id: str, data_dir: str, options: Mapping[str, str] | None = None) -> None:
+        self.host_id = host_id
+        self.data_dir = data_dir
+        self.options = dict(options or {})
+
+    @abstractmethod
+    async def list_instances(self) -> list[ActualInstance]:
+        """This host's instances, whatever their state."""
+
+    @abstractmethod
+    async def create(self, spec: InstanceSpec) -> None:
+        """Creates and starts the instance."""
+
+    @abstractmethod
+    async def start(self, instance_id: str) -> None: ...
+
+    @abstractmethod
+    async def stop(self, instance_id: str) -> None: ...
+
+    @abstractmethod
+    async def reboot(self, instance_id: str) -> None: ...
+
+    @abstractmethod
+    async def delete(self, instance_id: str) -> None:
+        """Removes the instance and everything the driver made for it (overlay disks, seeds)."""
+
+    @abstractmethod
+    def logs(self, instance_id: str, tail: int | None = None, follow: bool = False) -> AsyncIterator[bytes]:
+        """Output of the instance (container logs, VM serial console), as chunks of bytes."""
+
+    @abstractmethod
+    async def stats(self, instance_id: str) -> dict[str, Any]:
+        """At least cpu_percent, memory_bytes and memory_limit_bytes."""
+
+    @abstractmethod
+    async def exec(self, instance_id: str, command: list[str],
+                   timeout: float = 30.0) -> ExecResult: ...  # noqa: ASYNC109 - handed to the engine's own API
+
+    async def console(self, instance_id: str) -> bytes:
+        """The serial console output so far (VMs)."""
+        raise NotSupported(f"driver {self.name} has no serial console")
+
+    async def close(self) -> None:  # noqa: B027 - optional hook, most drivers hold nothing
+        """Releases connections; running instances keep running."""
