@@ -14,12 +14,12 @@ BENCH_ARGS ?=
 
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# Debian packages needed to create a venv (and to build C extensions that have no wheel).
-APT_PACKAGES := python3-venv python3-dev gcc
+# Debian packages needed to create a venv and to build C extensions that have no wheel (libvirt-python).
+APT_PACKAGES := python3-venv python3-dev gcc pkg-config libvirt-dev
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help install up down lint test bench clean
+.PHONY: help install services up down lint test bench clean
 
 help:
 	@echo "make up       install if needed, start the all-in-one cluster (scripts/up.sh)"
@@ -28,6 +28,7 @@ help:
 	echo "make lint     ruff check, mypy, lint-imports"
 	echo "make bench    run the benchmarks (python -m tests.bench, BENCH_ARGS='...')"
 	echo "make install  create/update $(VENV) (only when pyproject.toml changed)"
+	echo "make services install and start what the tests use: dockerd, libvirtd, nftables (scripts/services/)"
 	echo "make clean    remove $(VENV) and build/cache artifacts (keeps .thecloud/)"
 
 install: $(STAMP)
@@ -35,28 +36,12 @@ install: $(STAMP)
 # Rebuilt when the stamp is missing (fresh checkout, after `make clean`) or pyproject.toml is newer.
 $(STAMP): pyproject.toml
 	@venv_usable() { [ -x "$(BIN)/python" ] && "$(BIN)/python" -m pip --version >/dev/null 2>&1; }
-	apt_install() {
-	  echo "install: '$(PYTHON) -m venv' is not usable; installing $(APT_PACKAGES) with apt-get"
-	  local sudo=""
-	  if [ "$$(id -u)" != 0 ]; then sudo="sudo"; fi
-	  export DEBIAN_FRONTEND=noninteractive
-	  $$sudo apt-get update
-	  $$sudo apt-get install -y $(APT_PACKAGES)
-	}
+	scripts/services/packages.sh $(APT_PACKAGES)
 	if ! venv_usable; then
 	  rm -rf "$(VENV)"
-	  # Check first, so that a prepared machine does no apt work at all.
-	  if ! command -v $(PYTHON) >/dev/null 2>&1 \
-	     || ! $(PYTHON) -c 'import venv, ensurepip' >/dev/null 2>&1 \
-	     || ! $(PYTHON) -m venv "$(VENV)" >/dev/null 2>&1 \
-	     || ! venv_usable; then
-	    rm -rf "$(VENV)"
-	    apt_install
-	    echo "+ $(PYTHON) -m venv $(VENV)"
-	    $(PYTHON) -m venv "$(VENV)"
-	  else
-	    echo "+ $(PYTHON) -m venv $(VENV)"
-	  fi
+	  echo "+ $(PYTHON) -m venv $(VENV)"
+	  $(PYTHON) -m venv "$(VENV)"
+	  venv_usable || { echo "install: $(VENV) has no usable pip" >&2; exit 1; }
 	fi
 	echo "+ $(BIN)/pip install -e '.[dev]'"
 	"$(BIN)/pip" install -q -e '.[dev]'
@@ -86,7 +71,10 @@ lint: install
 
 # Lint, then pytest (run even when lint failed, to report everything); non-zero if anything failed.
 # pytest exit code 5 (no tests collected) is a failure too: nothing special-cases it.
-test: install
+services:
+	@scripts/services/all.sh
+
+test: install services
 	@failed=""
 	$(LINT_STEPS)
 	echo "+ $(BIN)/python -m pytest -q -ra $(PYTEST_ARGS)"

@@ -26,9 +26,30 @@ class ControllerConfig:
     insecure_http: bool = False
     log_level: str = "INFO"
     commit_timeout: float = 3.0
+    # mutual-TLS listener for agents; "" means the API's host with the API port + 1
+    agent_api: str = ""
+    host_grace: float = 15.0
+    # announce the API with zeroconf on this interface address ("" = do not announce)
+    zeroconf_address: str = ""
+    heartbeat_interval: float = 5.0
+
+    @property
+    def agent_api_address(self) -> str:
+        if self.agent_api:
+            return self.agent_api
+        host, _, port = self.api.rpartition(":")
+        return f"{host}:{int(port) + 1}"
 
     def validate(self) -> None:
-        for name in ("api", "raft", *[f"peer {p}" for p in self.peers]):
+        if self.zeroconf_address:
+            try:
+                ipaddress.IPv4Address(self.zeroconf_address)
+            except ValueError:
+                raise ConfigError(f"zeroconf_address must be an IPv4 interface address, got "
+                                  f"{self.zeroconf_address!r}") from None
+        if self.host_grace <= 0 or self.heartbeat_interval <= 0 or self.heartbeat_interval >= self.host_grace:
+            raise ConfigError("need 0 < heartbeat_interval < host_grace")
+        for name in ("api", "raft", *(["agent_api"] if self.agent_api else []), *[f"peer {p}" for p in self.peers]):
             value = getattr(self, name) if not name.startswith("peer ") else name[5:]
             host, sep, port = value.rpartition(":")
             if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
@@ -80,6 +101,9 @@ def _from_env(name: str, value: str) -> Any:
         return [p for p in value.replace(",", " ").split() if p]
     if name == "insecure_http":
         return value.lower() in ("1", "true", "yes")
-    if name == "commit_timeout":
-        return float(value)
+    if name in ("commit_timeout", "host_grace", "heartbeat_interval"):
+        try:
+            return float(value)
+        except ValueError:
+            raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be a number, got {value!r}") from None
     return value

@@ -11,13 +11,18 @@ import ssl
 from aiohttp import web
 
 from controller import datadir
+from controller.advertise import Advertiser
+from controller.agent_client import MutualTlsAgentClient
+from controller.api.agent_app import build_agent_app
 from controller.api.app import build_app
 from controller.api.events import EventBus
 from controller.config import ControllerConfig
 from controller.security import cluster_secret
+from controller.security.ca import write_controller_credentials
 from controller.services.duties import Duties, DutyConfig
-from controller.services.runtime import Runtime
+from controller.services.runtime import ComputeSettings, Runtime
 from controller.store.raft import RaftStore, RaftTuning
+from shared import pki
 
 log = logging.getLogger("thecloud.controller")
 DUTY_INTERVAL = 0.5
@@ -41,24 +46,46 @@ class ControllerDaemon:
         bus.bind(asyncio.get_running_loop())
         store.machine.add_listener(bus.publish_threadsafe)
         await store.start()
-        runner: web.AppRunner | None = None
+        runners: list[web.AppRunner] = []
+        agent_client: MutualTlsAgentClient | None = None
+        advertiser: Advertiser | None = None
         try:
             rt = Runtime(store, secret)
-            runner = web.AppRunner(build_app(rt, bus), access_log=None, shutdown_timeout=2.0)
-            await runner.setup()
-            host, port = cfg.api.rsplit(":", 1)
-            site = web.TCPSite(runner, host, int(port), ssl_context=self._ssl(), reuse_address=True)
-            await site.start()
+            rt.compute = ComputeSettings(host_grace=cfg.host_grace, heartbeat_interval=cfg.heartbeat_interval)
+            rt.revisions.bind(asyncio.get_running_loop())
+            store.machine.add_apply_hook(rt.revisions.notify_threadsafe)
+            cert, key, ca = write_controller_credentials(rt.ca, f"{cfg.data_dir}/tls", cfg.agent_api_address)
+            agent_client = MutualTlsAgentClient(pki.client_context(cert, key, ca))
+            rt.agent_client = agent_client
+            await self._serve(runners, build_app(rt, bus), cfg.api, self._ssl())
+            await self._serve(runners, build_agent_app(rt), cfg.agent_api_address, pki.server_context(cert, key, ca))
+            if cfg.zeroconf_address:
+                advertiser = Advertiser(cfg.zeroconf_address, cfg.api, identity["node_id"], bool(cfg.tls_cert))
+                await advertiser.start()
             log.info("controller up", extra={"api": cfg.api, "raft": cfg.raft, "peers": cfg.peers,
                                              "node_id": identity["node_id"]})
             duties = Duties(rt, DutyConfig(api_address=cfg.api, admin_key_file=cfg.admin_key_file,
-                                           restore_file=datadir.restore_path(cfg.data_dir)))
+                                           restore_file=datadir.restore_path(cfg.data_dir),
+                                           agent_address=cfg.agent_api_address))
             await self._duty_loop(duties)
         finally:
-            if runner is not None:
+            if advertiser is not None:
+                await advertiser.stop()
+            for runner in reversed(runners):
                 await runner.cleanup()
+            if agent_client is not None:
+                await agent_client.close()
             await store.stop()
             log.info("controller stopped")
+
+    @staticmethod
+    async def _serve(runners: list[web.AppRunner], app: web.Application, address: str,
+                     ssl_context: ssl.SSLContext | None) -> None:
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
+        await runner.setup()
+        runners.append(runner)
+        host, port = address.rsplit(":", 1)
+        await web.TCPSite(runner, host, int(port), ssl_context=ssl_context, reuse_address=True).start()
 
     async def _duty_loop(self, duties: Duties) -> None:
         last = ""

@@ -4,8 +4,9 @@
 # Stop with scripts/down.sh (make down).
 #
 # Environment: THECLOUD_DATA_DIR (default ./.thecloud), THECLOUD_BIND (default 127.0.0.1),
-# THECLOUD_API_PORT (8600), THECLOUD_RAFT_PORT (8700), THECLOUD_HEALTH_TIMEOUT (seconds, 30),
-# THECLOUD_VENV (.venv).
+# THECLOUD_API_PORT (8600), THECLOUD_RAFT_PORT (8700), THECLOUD_AGENT_API_PORT (8601, the controller's
+# mutual-TLS port for agents), THECLOUD_AGENT_PORT (8620, the agent's own), THECLOUD_AGENT_DRIVER (docker;
+# docker is installed and started if missing), THECLOUD_HEALTH_TIMEOUT (seconds, 30), THECLOUD_VENV (.venv).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -19,7 +20,11 @@ case "$DATA" in /*) ;; *) DATA="$ROOT/$DATA" ;; esac
 BIND=${THECLOUD_BIND:-127.0.0.1}
 API_PORT=${THECLOUD_API_PORT:-8600}
 RAFT_PORT=${THECLOUD_RAFT_PORT:-8700}
+AGENT_API_PORT=${THECLOUD_AGENT_API_PORT:-8601}
+AGENT_PORT=${THECLOUD_AGENT_PORT:-8620}
+AGENT_DRIVER=${THECLOUD_AGENT_DRIVER:-docker}
 HEALTH_TIMEOUT=${THECLOUD_HEALTH_TIMEOUT:-30}
+HOST_NAME=${THECLOUD_HOST_NAME:-$(hostname)}
 case "$BIND" in 0.0.0.0 | :: | "") URL_HOST=127.0.0.1 ;; *:*) URL_HOST="[$BIND]" ;; *) URL_HOST=$BIND ;; esac
 API_URL="http://$URL_HOST:$API_PORT"
 
@@ -142,6 +147,36 @@ EOF
     fi
 }
 
+# wait_host_up: polls until this host's agent heartbeats (host state up).
+wait_host_up() {
+    local out
+    if out=$(THECLOUD_URL="$API_URL" THECLOUD_API_KEY="$(cat "$ADMIN_KEY")" "$PY" - "$HEALTH_TIMEOUT" "$HOST_NAME" \
+        <<'EOF'
+import sys, time
+from shared.sdk import CloudClient, CloudError
+timeout, name = float(sys.argv[1]), sys.argv[2]
+deadline = time.monotonic() + timeout
+state = "unknown"
+with CloudClient.from_config() as client:
+    while time.monotonic() < deadline:
+        try:
+            state = client.hosts.get(name)["state"]
+        except CloudError as exc:
+            state = str(exc)
+        if state == "up":
+            print("host " + name + " is up")
+            sys.exit(0)
+        time.sleep(0.25)
+print(f"host {name} is not up after {timeout:g} s (last: {state})")
+sys.exit(1)
+EOF
+    ); then
+        log "agent is healthy ($out)"
+    else
+        fail agent "$out"
+    fi
+}
+
 [ -x "$BIN/thecloud-controller" ] || die "$BIN/thecloud-controller not found: run 'make install' first"
 
 umask 077
@@ -158,20 +193,26 @@ if [ ! -s "$SECRET" ]; then
 fi
 chmod 0600 "$SECRET"
 
+if [ "$AGENT_DRIVER" = docker ]; then
+    log "making sure dockerd runs (scripts/services/docker.sh)"
+    "$ROOT/scripts/services/docker.sh" || die "could not install or start docker; see the output above"
+fi
+
 # ---- the daemons, in start order (scripts/down.sh stops them in reverse) ----------------------------
-# Add agent, netd, storaged here as further start_daemon/wait_healthy entries.
+# Add netd, storaged here as further start_daemon/wait_healthy entries.
 if ! running_pid controller >/dev/null; then
     require_free_port "$BIND" "$API_PORT"
     require_free_port "$BIND" "$RAFT_PORT"
+    require_free_port "$BIND" "$AGENT_API_PORT"
 fi
 start_daemon controller "$BIN/thecloud-controller" run \
     --data-dir "$DATA/controller" \
     --api "$BIND:$API_PORT" \
     --raft "$BIND:$RAFT_PORT" \
+    --agent-api "$BIND:$AGENT_API_PORT" \
     --cluster-secret-file "$SECRET" \
     --admin-key-file "$ADMIN_KEY"
 wait_healthy controller "$API_URL/v1/health" status=ok role=leader
-# --------------------------------------------------------------------------------------------------------
 
 # The controller creates the admin key at startup; give it a moment if it is written after health is up.
 for ((i = 0; i < 20; i++)); do
@@ -180,12 +221,32 @@ for ((i = 0; i < 20; i++)); do
 done
 [ -s "$ADMIN_KEY" ] || fail controller "is healthy but did not create the admin key file $ADMIN_KEY"
 
+# The agent joins once (with a one-time token from the controller), then runs this host's instances.
+if [ ! -s "$DATA/agent/identity.json" ]; then
+    token=$(THECLOUD_URL="$API_URL" THECLOUD_API_KEY="$(cat "$ADMIN_KEY")" "$BIN/cloud" -o json host token create \
+        --expires 10m | "$PY" -c 'import json, sys; print(json.load(sys.stdin)["token"])') \
+        || fail controller "did not hand out a join token"
+    "$BIN/thecloud-agent" join --controller "$API_URL" --token "$token" --data-dir "$DATA/agent" \
+        --name "$HOST_NAME" >>"$DATA/agent.log" 2>&1 || fail agent "could not join (see $DATA/agent.log)"
+fi
+if ! running_pid agent >/dev/null; then
+    require_free_port 127.0.0.1 "$AGENT_PORT"
+fi
+start_daemon agent "$BIN/thecloud-agent" run \
+    --data-dir "$DATA/agent" \
+    --driver "$AGENT_DRIVER" \
+    --listen "127.0.0.1:$AGENT_PORT" \
+    --controller "$URL_HOST:$AGENT_API_PORT"
+wait_host_up
+# --------------------------------------------------------------------------------------------------------
+
 REL_KEY=${ADMIN_KEY#"$ROOT"/}
 REL_VENV=${VENV#"$ROOT"/}
 cat <<EOF
 
 thecloud is up.
   API:        $API_URL
+  Host:       $HOST_NAME (agent driver $AGENT_DRIVER)
   Admin key:  $ADMIN_KEY
   Logs:       $DATA/*.log
 
@@ -193,6 +254,7 @@ Log in (from $ROOT):
   source $REL_VENV/bin/activate
   export THECLOUD_URL=$API_URL THECLOUD_API_KEY=\$(cat $REL_KEY)
   cloud whoami          # or, without activating: $REL_VENV/bin/cloud whoami
+  cloud instance create hello --image local/busybox --type tiny --wait -- sleep 3600
 
 Stop with: make down
 EOF

@@ -9,6 +9,7 @@ import uuid
 from dataclasses import dataclass
 
 from controller.security.tokens import hash_key_secret, new_api_key, parse_api_key
+from controller.services.compute_duties import ComputeDuties
 from controller.services.context import SYSTEM, RequestContext
 from controller.services.errors import ServiceError
 from controller.services.runtime import Runtime
@@ -23,12 +24,14 @@ class DutyConfig:
     api_address: str
     admin_key_file: str
     restore_file: str | None = None
+    agent_address: str = ""
 
 
 class Duties:
     def __init__(self, rt: Runtime, config: DutyConfig) -> None:
         self._rt = rt
         self._config = config
+        self._compute = ComputeDuties(rt)
 
     def _rc(self, what: str) -> RequestContext:
         return RequestContext(request_id=f"duty-{what}-{uuid.uuid4().hex[:8]}", caller=SYSTEM)
@@ -39,14 +42,14 @@ class Duties:
             return "no leader elected; waiting"
         try:
             if st.role == "leader":
-                reason = await self._leader_duties()
+                reason = await self._leader_duties(st.term)
                 if reason:
                     return reason
             return await self._announce(st.self_address)
         except (StoreUnavailable, ServiceError) as exc:
             return f"duty failed, will retry: {exc}"
 
-    async def _leader_duties(self) -> str | None:
+    async def _leader_duties(self, term: int) -> str | None:
         with self._rt.view() as data:
             bootstrapped = bool(data.meta.get("admin_bootstrapped"))
             empty = data.is_empty()
@@ -55,7 +58,7 @@ class Duties:
             return await self._restore(restore)
         if not bootstrapped:
             return await self._bootstrap_admin()
-        return None
+        return await self._compute.run_once(term)
 
     async def _restore(self, path: str) -> str:
         """Restores the staged backup. While one is staged, nothing else (no admin bootstrap) happens."""
@@ -85,11 +88,13 @@ class Duties:
 
     async def _announce(self, raft_address: str) -> str:
         with self._rt.view() as data:
-            known = data.members.get(raft_address, {}).get("api_address")
-        if known == self._config.api_address:
+            member = data.members.get(raft_address, {})
+            known = (member.get("api_address"), member.get("agent_address", ""))
+        if known == (self._config.api_address, self._config.agent_address):
             return "nothing to do"
         await self._rt.propose(self._rc("announce"), "cluster.announce",
-                               {"raft_address": raft_address, "api_address": self._config.api_address},
+                               {"raft_address": raft_address, "api_address": self._config.api_address,
+                                "agent_address": self._config.agent_address},
                                action="", target=raft_address, tenant_id=None)
         return f"announced api address {self._config.api_address}"
 

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
+from controller.security.ca import load_ca
 from controller.security.cluster_secret import derive
 from controller.security.secretbox import SecretBox
 from controller.services.context import RequestContext
 from controller.services.errors import ServiceError
+from controller.services.liveness import Liveness, RevisionWatch
 from controller.state import credentials
 from controller.state.command import make_command
 from controller.state.data import StateData
@@ -20,6 +22,21 @@ from controller.state.errors import ApplyError
 from controller.store.base import Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class ComputeSettings:
+    host_grace: float = 15.0
+    heartbeat_interval: float = 5.0
+
+
+class AgentClient(Protocol):
+    """Reaches an agent's own listener (logs, stats, exec, console); set by the daemon."""
+
+    async def call(self, address: str, host_id: str, method: str, path: str, body: dict[str, Any] | None = None,
+                   seconds: float = 30.0) -> dict[str, Any]: ...
+
+    def stream(self, address: str, host_id: str, path: str) -> AsyncIterator[bytes]: ...
 
 
 @dataclass
@@ -34,6 +51,11 @@ class Runtime:
         self.clock = clock
         self.secretbox = SecretBox(derive(cluster_secret, "secrets-master"))
         self.jwt_key = derive(cluster_secret, "jwt-hs256")
+        self.ca = load_ca(cluster_secret)
+        self.liveness = Liveness()
+        self.revisions = RevisionWatch()
+        self.compute = ComputeSettings()
+        self.agent_client: AgentClient | None = None
 
     async def propose(self, rc: RequestContext, op: str, args: dict[str, Any], *, action: str, target: str,
                       tenant_id: str | None) -> Outcome:

@@ -22,6 +22,8 @@ def noop(data: StateData, args: dict[str, Any], ctx: CommandContext) -> None:
 def announce(data: StateData, args: dict[str, Any], ctx: CommandContext) -> dict[str, Any]:
     member = data.members.setdefault(args["raft_address"], {"raft_address": args["raft_address"]})
     member["api_address"] = args.get("api_address")
+    if "agent_address" in args:
+        member["agent_address"] = args["agent_address"]
     return member
 
 

@@ -24,6 +24,16 @@ class StateData:
     audit_seq: int = 0
     idempotency: dict[str, dict[str, Any]] = field(default_factory=dict)
     members: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # compute: join tokens, hosts (resource providers), instances with their placements, server groups
+    join_tokens: dict[str, dict[str, Any]] = field(default_factory=dict)
+    hosts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    host_names: dict[str, str] = field(default_factory=dict)
+    instances: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # tenant id -> instance name -> instance id
+    instance_names: dict[str, dict[str, str]] = field(default_factory=dict)
+    # tenant id -> group name -> group
+    server_groups: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    instance_types: dict[str, dict[str, Any]] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
     revision: int = 0
 
@@ -50,4 +60,6 @@ class StateData:
             "secrets": sum(len(s) for s in self.secrets.values()),
             "audit": len(self.audit),
             "idempotency": len(self.idempotency),
+            "hosts": len(self.hosts),
+            "instances": len(self.instances),
         }

@@ -9,7 +9,19 @@ from collections.abc import Callable
 from typing import Any
 
 # Handler modules register themselves on import.
-from controller.state import audit, cluster, credentials, idempotency, keys, quotas, secrets, tenants, users  # noqa: F401
+from controller.state import (  # noqa: F401
+    audit,
+    cluster,
+    credentials,
+    hosts,
+    idempotency,
+    instances,
+    keys,
+    quotas,
+    secrets,
+    tenants,
+    users,
+)
 from controller.state.command import Command
 from controller.state.data import StateData
 from controller.state.errors import ApplyError
@@ -28,14 +40,25 @@ class StateMachine:
         self.data = StateData()
         self.lock = threading.RLock()
         self._listeners: list[AuditListener] = []
+        self._apply_hooks: list[Callable[[], None]] = []
 
     def add_listener(self, listener: AuditListener) -> None:
         """Called (on the applying thread) with every new audit record. Local side effect only."""
         self._listeners.append(listener)
 
+    def add_apply_hook(self, hook: Callable[[], None]) -> None:
+        """Called (on the applying thread, outside the lock) after every applied batch. Local side effect only."""
+        self._apply_hooks.append(hook)
+
     def apply_batch(self, commands: list[Command]) -> list[dict[str, Any]]:
         with self.lock:
-            return [self._apply_one(cmd) for cmd in commands]
+            results = [self._apply_one(cmd) for cmd in commands]
+        for hook in self._apply_hooks:
+            try:
+                hook()
+            except Exception:
+                log.exception("apply hook failed")
+        return results
 
     def replace(self, data: StateData) -> None:
         with self.lock:

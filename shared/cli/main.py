@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from shared.cli import audit, auth, cluster, keys, quota, secrets, tenants, users
+from shared.cli import audit, auth, cluster, hosts, instances, keys, quota, secrets, tenants, users
 from shared.cli.common import CliState, CloudGroup, output_param
 from shared.sdk.config import ConfigError
 from shared.sdk.errors import CloudError
@@ -57,6 +57,10 @@ for command in (
     audit.audit,
     audit.events,
     cluster.cluster,
+    hosts.host,
+    instances.instance,
+    instances.server_group,
+    instances.instance_type,
 ):
     cli.add_command(command)
 

@@ -14,6 +14,7 @@ import httpx
 
 from shared.sdk.audit import AuditAPI, EventsAPI
 from shared.sdk.cluster import ClusterAPI
+from shared.sdk.compute import HostsAPI, InstancesAPI, InstanceTypesAPI, ServerGroupsAPI
 from shared.sdk.errors import CloudError, error_from_body
 from shared.sdk.identity import AuthAPI, KeysAPI, QuotaAPI, RolesAPI, TenantsAPI, UsersAPI
 from shared.sdk.secrets import SecretsAPI
@@ -48,7 +49,8 @@ class CloudClient:
     """A client for one thecloud controller (or a load balancer in front of several).
 
     Resource groups are attributes: ``auth``, ``tenants``, ``quota``, ``users``, ``roles``, ``keys``,
-    ``secrets``, ``audit``, ``events`` and ``cluster``.
+    ``secrets``, ``audit``, ``events``, ``cluster``, ``hosts``, ``instances``, ``server_groups`` and
+    ``instance_types``.
     """
 
     def __init__(
@@ -85,6 +87,10 @@ class CloudClient:
         self.audit = AuditAPI(self)
         self.events = EventsAPI(self)
         self.cluster = ClusterAPI(self)
+        self.hosts = HostsAPI(self)
+        self.instances = InstancesAPI(self)
+        self.server_groups = ServerGroupsAPI(self)
+        self.instance_types = InstanceTypesAPI(self)
 
     @classmethod
     def from_config(cls, profile: str | None = None, **kwargs: Any) -> CloudClient:

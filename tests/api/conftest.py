@@ -100,16 +100,16 @@ async def _start(rt: Runtime, bus: EventBus, key_file: Path) -> tuple[web.AppRun
     return runner, f"http://{host}:{port}"
 
 
-@pytest.fixture(scope="session")
-def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
-    """The running in-process API server with the cluster admin bootstrapped."""
+@contextmanager
+def serve_api(key_dir: Path) -> Iterator[ApiServer]:
+    """An in-process API server (own store, clock and loop thread) with the cluster admin bootstrapped."""
     clock = FakeClock()
     rt = Runtime(MemoryStore(address=RAFT_ADDRESS), CLUSTER_SECRET, clock=clock)
     bus = EventBus()
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=_serve_forever, args=(loop,), name="api-server", daemon=True)
     thread.start()
-    key_file = tmp_path_factory.mktemp("api") / "admin.key"
+    key_file = key_dir / "admin.key"
     try:
         runner, url = asyncio.run_coroutine_threadsafe(_start(rt, bus, key_file), loop).result(30)
         server = ApiServer(url=url, admin_key=key_file.read_text().strip(), rt=rt, bus=bus, clock=clock,
@@ -121,6 +121,13 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
         thread.join(10)
         assert not thread.is_alive(), "the API server thread did not stop"
         loop.close()
+
+
+@pytest.fixture(scope="session")
+def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
+    """The running in-process API server with the cluster admin bootstrapped."""
+    with serve_api(tmp_path_factory.mktemp("api")) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

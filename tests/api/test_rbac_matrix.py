@@ -5,7 +5,9 @@ own/other tenant is one test. Tenant users live in tenant A (the "other" tenant 
 admin is the admin of tenant ``default`` (its "other" tenant is A). "other" means:
 
 - routes with path parameters: filled with an object of the other tenant (ids for tenants/users/keys,
-  which are global; for secrets, the name plus ``?tenant=<other>``, since names are per tenant);
+  which are global; for secrets and server groups, the name plus ``?tenant=<other>``, since names are per
+  tenant; for instances, the id: alone for tenant users, who must get 404, with ``?tenant=<other>`` for the
+  cluster admin); hosts and instance types are global (cluster admin only);
 - list/create routes that take ``?tenant=`` (or ``"tenant"``/``"user"`` in the body): naming the
   other tenant (or its user);
 - routes with neither: the same request, where only the leak check below differs.
@@ -16,7 +18,8 @@ Expectations come from POLICY (pinned separately by test_policy_matches_the_docu
 - a role POLICY does not allow -> 403 ``forbidden`` (and destructive targets are left untouched);
 - an allowed role on its own tenant's object -> the route's success status (or the natural non-auth
   status the sample documents: 422 for deleting tenant ``default``, 409 for Raft membership changes
-  on the in-memory store or for removing the leader, 404 for a non-member);
+  on the in-memory store or for removing the leader, 404 for a non-member, 503 ``unavailable`` for an
+  instance's logs/stats/console/exec, since the in-process server has no agent link);
 - an allowed tenant role on the other tenant -> 404 when it names the other tenant's object, 403 when
   it names the other tenant itself, never 2xx; the cluster admin may act across tenants and gets 2xx.
 
@@ -29,10 +32,12 @@ A new route without an entry in SAMPLES makes its cells (and test_every_route_ha
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -44,6 +49,7 @@ from controller.api.policy import POLICY, allows
 from controller.api.routes import ROUTES, Route
 from controller.store.snapshot_file import BACKUP_MAGIC
 from shared.sdk import CloudClient
+from tests.api.compute_util import join_host, new_csr, report_status, up_host
 from tests.api.conftest import (
     RAFT_ADDRESS,
     Account,
@@ -64,7 +70,8 @@ PASSWORD = "matrix-password-1"
 # -- the world -------------------------------------------------------------------------------------
 @dataclass
 class Side:
-    """One tenant as seen by the matrix: its accounts, a password user, a secret and a spare key each."""
+    """One tenant as seen by the matrix: its accounts, a password user, a secret, a spare key each, an
+    instance (on the world's host) and a server group."""
 
     world: TenantWorld
     login_name: str
@@ -72,6 +79,9 @@ class Side:
     secret_name: str
     secret_value: str
     spare_keys: dict[str, str] = field(default_factory=dict)  # role -> id of a second key of that account
+    instance_id: str = ""
+    instance_name: str = ""
+    group_name: str = ""
 
     @property
     def id(self) -> str:
@@ -83,7 +93,8 @@ class Side:
 
     def strings(self) -> set[str]:
         """Everything that identifies this tenant's data."""
-        out = {self.id, self.name, self.login_name, self.login_id, self.secret_name, self.secret_value}
+        out = {self.id, self.name, self.login_name, self.login_id, self.secret_name, self.secret_value,
+               self.instance_id, self.instance_name, self.group_name}
         for account in self.world.accounts.values():
             out |= {account.name, account.id, account.key_id, account.key}
         out |= set(self.spare_keys.values())
@@ -97,6 +108,7 @@ class World:
     default: Side  # the cluster admin's tenant
     a: Side  # the tenant of the admin/developer/viewer callers
     b: Side  # the other tenant
+    host: dict[str, Any] = field(default_factory=dict)  # an up host with room for every instance made here
 
 
 def _side(admin: CloudClient, world: TenantWorld, with_login: bool = True) -> Side:
@@ -110,6 +122,9 @@ def _side(admin: CloudClient, world: TenantWorld, with_login: bool = True) -> Si
                 secret_value=secret_value)
     for role, account in world.accounts.items():
         side.spare_keys[role] = admin.keys.create(unique("spare"), user=account.name)["id"]
+    instance = admin.instances.create(unique("inst"), "alpine", instance_type="tiny", tenant=world.name)
+    side.instance_id, side.instance_name = instance["id"], instance["name"]
+    side.group_name = admin.server_groups.create(unique("grp"), "anti-affinity", tenant=world.name)["name"]
     return side
 
 
@@ -122,8 +137,13 @@ def world(api: ApiServer, admin: CloudClient) -> World:
     default = TenantWorld(id=who["tenant"]["id"], name=who["tenant"]["name"], accounts={"cluster-admin": ca})
     # a second user in tenant default, so "own" user routes of the cluster admin have a target
     default.accounts["viewer"] = make_account(admin, "default", "viewer", "dflt")
-    return World(api=api, admin=admin, default=_side(admin, default, with_login=False),
-                  a=_side(admin, make_tenant(admin, "rbac-a")), b=_side(admin, make_tenant(admin, "rbac-b")))
+    # one up host for every instance the matrix creates (no agent: its address is unreachable)
+    host = up_host(api, admin, vcpu=100_000, memory_mb=100_000_000, disk_gb=1_000_000)
+    a, b = make_tenant(admin, "rbac-a"), make_tenant(admin, "rbac-b")
+    for tenant in (a, b):
+        admin.tenants.set_quota(tenant.name, {"instances": -1, "vcpus": -1, "memory_mb": -1})
+    return World(api=api, admin=admin, default=_side(admin, default, with_login=False), a=_side(admin, a),
+                 b=_side(admin, b), host=host)
 
 
 # -- one cell --------------------------------------------------------------------------------------
@@ -188,6 +208,14 @@ class Cell:
         name = unique("fresh")
         self.admin.secrets.create(name, "fresh-value", tenant=self.target.name)
         return name
+
+    def fresh_instance(self) -> dict[str, Any]:
+        return self.admin.instances.create(unique("fresh"), "alpine", instance_type="tiny", tenant=self.target.name)
+
+    def fresh_host(self) -> dict[str, Any]:
+        """A joined host that never heartbeated (state "new"): flags and deletion do not disturb the world."""
+        joined = join_host(self.admin)
+        return {"id": joined["host_id"], "name": joined["name"]}
 
 
 Check = Callable[[httpx.Response], None]
@@ -640,6 +668,286 @@ def s_backup(c: Cell) -> Case:
     return Case("/v1/cluster/backup", 200, check=check)
 
 
+# -- compute: hosts (global, cluster admin) ------------------------------------------------------------
+def _join_tokens(c: Cell) -> int:
+    with c.world.api.rt.view() as data:
+        return len(data.join_tokens)
+
+
+def s_create_host_token(c: Cell) -> Case:
+    before = _join_tokens(c)
+
+    def check(r: httpx.Response) -> None:
+        token = _json(r)
+        assert token["token"].startswith(f"tcj_{token['id']}_") and token["zone"] == "matrix"
+
+    def unchanged() -> None:
+        assert _join_tokens(c) == before
+
+    return Case("/v1/hosts/tokens", 201, json={"expires_in_seconds": 600, "zone": "matrix"}, check=check,
+                unchanged=unchanged)
+
+
+def s_join_host(c: Cell) -> Case:
+    # public: the one-time token is the credential, whoever sends it (a fresh one per cell)
+    token = c.admin.hosts.create_token()["token"]
+    name = unique("joined")
+
+    def check(r: httpx.Response) -> None:
+        joined = _json(r)
+        assert joined["name"] == name and "BEGIN CERTIFICATE" in joined["certificate"]
+        assert c.admin.hosts.get(joined["host_id"])["state"] == "new"
+
+    return Case("/v1/hosts/join", 201, json={"token": token, "name": name, "csr": new_csr()}, check=check)
+
+
+def s_list_hosts(c: Cell) -> Case:
+    def check(r: httpx.Response) -> None:
+        assert c.world.host["id"] in {h["id"] for h in _json(r)["items"]}
+
+    return Case("/v1/hosts", 200, params={"limit": "1000"}, check=check)
+
+
+def s_get_host(c: Cell) -> Case:
+    host = c.world.host
+    ident = host["name"] if c.scope == "own" else host["id"]
+
+    def check(r: httpx.Response) -> None:
+        body = _json(r)
+        assert body["id"] == host["id"] and body["state"] == "up"
+        assert {c.world.a.instance_id, c.world.b.instance_id} <= {i["id"] for i in body["instances"]}
+
+    return Case(f"/v1/hosts/{ident}", 200, check=check)
+
+
+def _host_flag(verb: str, flag: str, value: bool) -> Callable[[Cell], Case]:
+    def sample(c: Cell) -> Case:
+        host = c.fresh_host()
+        if verb in ("undrain", "enable"):  # start from the opposite state
+            getattr(c.admin.hosts, "drain" if verb == "undrain" else "disable")(host["id"])
+
+        def check(r: httpx.Response) -> None:
+            assert _json(r)[flag] is value and c.admin.hosts.get(host["id"])[flag] is value
+
+        def unchanged() -> None:
+            assert c.admin.hosts.get(host["id"])[flag] is not value
+
+        return Case(f"/v1/hosts/{host['name']}/{verb}", 200, check=check, unchanged=unchanged)
+
+    sample.__name__ = f"s_{verb}_host"
+    return sample
+
+
+def s_delete_host(c: Cell) -> Case:
+    host = c.fresh_host()
+
+    def exists() -> bool:
+        return host["id"] in {h["id"] for h in c.admin.hosts.list_all(limit=1000)}
+
+    def check(r: httpx.Response) -> None:
+        assert not exists()
+
+    def unchanged() -> None:
+        assert exists()
+
+    return Case(f"/v1/hosts/{host['id']}", 204, check=check, unchanged=unchanged)
+
+
+# -- compute: instances, server groups, instance types ---------------------------------------------------
+def _instance_ref(c: Cell, instance_id: str, name: str) -> tuple[str, dict[str, str] | None]:
+    """Own: by name. Other: by id; a tenant user cannot name the other tenant (only its instance: 404), the
+    cluster admin names it with ?tenant=."""
+    if c.scope == "own":
+        return name, None
+    return instance_id, ({"tenant": c.other.name} if c.is_ca else None)
+
+
+def _shown(c: Cell, instance_id: str) -> dict[str, Any]:
+    result: dict[str, Any] = c.admin.instances.get(instance_id, tenant=c.target.name)
+    return result
+
+
+def s_create_instance(c: Cell) -> Case:
+    name = unique("newi")
+
+    def check(r: httpx.Response) -> None:
+        instance = _json(r)
+        assert (instance["name"], instance["tenant_id"]) == (name, c.target.id)
+        assert (instance["status"], instance["host"]) == ("scheduled", c.world.host["name"])
+
+    def unchanged() -> None:
+        assert name not in {i["name"] for i in c.admin.instances.list_all(tenant=c.target.name)}
+
+    return Case("/v1/instances", c.across(201, 403), params=_tenant_param(c),
+                json={"name": name, "image": "alpine", "instance_type": "tiny"}, check=check, unchanged=unchanged)
+
+
+def s_list_instances(c: Cell) -> Case:
+    def check(r: httpx.Response) -> None:
+        _all_in_tenant(c.target.id)(r)
+        assert c.target.instance_id in {i["id"] for i in _json(r)["items"]}
+
+    params = {"limit": "1000", **(_tenant_param(c) or {})}
+    return Case("/v1/instances", c.across(200, 403), params=params, check=check)
+
+
+def s_get_instance(c: Cell) -> Case:
+    ident, params = _instance_ref(c, c.target.instance_id, c.target.instance_name)
+
+    def check(r: httpx.Response) -> None:
+        body = _json(r)
+        assert (body["id"], body["tenant_id"]) == (c.target.instance_id, c.target.id) and "events" in body
+
+    return Case(f"/v1/instances/{ident}", c.across(200, 404), params=params, check=check)
+
+
+def _instance_change(path: str, method_json: Any, prepare: Callable[[Cell, dict[str, Any]], None] | None,
+                     changed: Callable[[dict[str, Any]], bool], ok: int = 200) -> Callable[[Cell], Case]:
+    """A route that changes a fresh instance: ``changed`` tells the new state from the old one."""
+
+    def sample(c: Cell) -> Case:
+        instance = c.fresh_instance()
+        if prepare is not None:
+            prepare(c, instance)
+        ident, params = _instance_ref(c, instance["id"], instance["name"])
+
+        def check(r: httpx.Response) -> None:
+            assert changed(_shown(c, instance["id"]))
+
+        def unchanged() -> None:
+            assert not changed(_shown(c, instance["id"]))
+
+        return Case(f"/v1/instances/{ident}{path}", c.across(ok, 404), params=params, json=method_json,
+                    check=check, unchanged=unchanged, foreign={instance["name"]} if c.other_scope else set())
+
+    return sample
+
+
+def _stop_first(c: Cell, instance: dict[str, Any]) -> None:
+    c.admin.instances.stop(instance["id"], tenant=c.target.name)
+
+
+s_update_instance = _instance_change("", {"tags": ["matrix"]}, None, lambda i: i["tags"] == ["matrix"])
+s_stop_instance = _instance_change("/stop", None, None, lambda i: i["desired"] == "stopped")
+s_start_instance = _instance_change("/start", None, _stop_first, lambda i: i["desired"] == "running")
+s_reboot_instance = _instance_change(
+    "/reboot", None, None, lambda i: "reboot requested" in {e["message"] for e in i["events"]})
+
+
+def s_delete_instance(c: Cell) -> Case:
+    instance = c.fresh_instance()
+    ident, params = _instance_ref(c, instance["id"], instance["name"])
+
+    def check(r: httpx.Response) -> None:
+        # on an up host it waits for the agent; the (absent) agent's report then purges it
+        assert (_shown(c, instance["id"])["desired"], _shown(c, instance["id"])["status"]) == ("deleted", "deleting")
+        report_status(c.world.api, c.world.host["id"], instance, "gone")
+        assert instance["id"] not in {i["id"] for i in c.admin.instances.list_all(tenant=c.target.name)}
+
+    def unchanged() -> None:
+        assert _shown(c, instance["id"])["desired"] == "running"
+
+    return Case(f"/v1/instances/{ident}", c.across(204, 404), params=params, check=check, unchanged=unchanged,
+                foreign={instance["name"]} if c.other_scope else set())
+
+
+def _agent_route(suffix: str, body: Any = None, fresh: bool = False) -> Callable[[Cell], Case]:
+    """logs/stats/console/exec: the instance is looked up (in the caller's tenant) before the agent, and the
+    in-process server has no agent link: 503 ``unavailable`` for one's own instance, 404 for another's."""
+
+    def sample(c: Cell) -> Case:
+        if fresh:  # exec is audited with its target: never the world's instance ids (they must not leak)
+            instance = c.fresh_instance()
+            instance_id, name = instance["id"], instance["name"]
+        else:
+            instance_id, name = c.target.instance_id, c.target.instance_name
+        ident, params = _instance_ref(c, instance_id, name)
+        ok = c.across(503, 404)
+
+        def check(r: httpx.Response) -> None:
+            assert _json(r)["error"]["code"] == ("unavailable" if ok == 503 else "not_found")
+
+        return Case(f"/v1/instances/{ident}/{suffix}", ok, params=params, json=body, check=check,
+                    check_errors=True, foreign={name} if c.other_scope else set())
+
+    sample.__name__ = f"s_instance_{suffix}"
+    return sample
+
+
+def s_create_group(c: Cell) -> Case:
+    name = unique("newg")
+
+    def check(r: httpx.Response) -> None:
+        group = _json(r)
+        assert (group["name"], group["policy"], group["tenant_id"]) == (name, "affinity", c.target.id)
+
+    def unchanged() -> None:
+        assert name not in {g["name"] for g in c.admin.server_groups.list_all(tenant=c.target.name)}
+
+    return Case("/v1/server-groups", c.across(201, 403), params=_tenant_param(c),
+                json={"name": name, "policy": "affinity"}, check=check, unchanged=unchanged)
+
+
+def s_list_groups(c: Cell) -> Case:
+    def check(r: httpx.Response) -> None:
+        _all_in_tenant(c.target.id)(r)
+        assert c.target.group_name in {g["name"] for g in _json(r)["items"]}
+
+    return Case("/v1/server-groups", c.across(200, 403), params=_tenant_param(c), check=check)
+
+
+def s_delete_group(c: Cell) -> Case:
+    name = c.admin.server_groups.create(unique("fresh"), "affinity", tenant=c.target.name)["name"]
+
+    def exists() -> bool:
+        return name in {g["name"] for g in c.admin.server_groups.list_all(tenant=c.target.name)}
+
+    def check(r: httpx.Response) -> None:
+        assert not exists()
+
+    def unchanged() -> None:
+        assert exists()
+
+    return Case(f"/v1/server-groups/{name}", c.across(204, 403), params=_tenant_param(c), check=check,
+                unchanged=unchanged, foreign={name} if c.other_scope else set())
+
+
+def _type_names(c: Cell) -> set[str]:
+    return {t["name"] for t in c.admin.instance_types.list_all()}
+
+
+def s_list_types(c: Cell) -> Case:
+    def check(r: httpx.Response) -> None:
+        assert {"tiny", "small", "medium", "large"} <= {t["name"] for t in _json(r)["items"]}
+
+    return Case("/v1/instance-types", 200, check=check)
+
+
+def s_create_type(c: Cell) -> Case:
+    name = unique("type")
+
+    def check(r: httpx.Response) -> None:
+        assert _json(r) == {"name": name, "vcpus": 2, "memory_mb": 1024, "disk_gb": 10}
+
+    def unchanged() -> None:
+        assert name not in _type_names(c)
+
+    return Case("/v1/instance-types", 201, json={"name": name, "vcpus": 2, "memory_mb": 1024, "disk_gb": 10},
+                check=check, unchanged=unchanged)
+
+
+def s_delete_type(c: Cell) -> Case:
+    name = c.admin.instance_types.create(unique("type"), 1, 64, 1)["name"]
+
+    def check(r: httpx.Response) -> None:
+        assert name not in _type_names(c)
+
+    def unchanged() -> None:
+        assert name in _type_names(c)
+
+    return Case(f"/v1/instance-types/{name}", 204, check=check, unchanged=unchanged)
+
+
 SAMPLES: dict[tuple[str, str], Callable[[Cell], Case]] = {
     ("GET", "/v1/health"): s_health,
     ("GET", "/metrics"): s_metrics,
@@ -675,6 +983,33 @@ SAMPLES: dict[tuple[str, str], Callable[[Cell], Case]] = {
     ("POST", "/v1/cluster/members"): s_add_member,
     ("DELETE", "/v1/cluster/members/{raft_address}"): s_remove_member,
     ("GET", "/v1/cluster/backup"): s_backup,
+    ("POST", "/v1/hosts/tokens"): s_create_host_token,
+    ("POST", "/v1/hosts/join"): s_join_host,
+    ("GET", "/v1/hosts"): s_list_hosts,
+    ("GET", "/v1/hosts/{host}"): s_get_host,
+    ("POST", "/v1/hosts/{host}/drain"): _host_flag("drain", "draining", True),
+    ("POST", "/v1/hosts/{host}/undrain"): _host_flag("undrain", "draining", False),
+    ("POST", "/v1/hosts/{host}/disable"): _host_flag("disable", "enabled", False),
+    ("POST", "/v1/hosts/{host}/enable"): _host_flag("enable", "enabled", True),
+    ("DELETE", "/v1/hosts/{host}"): s_delete_host,
+    ("POST", "/v1/instances"): s_create_instance,
+    ("GET", "/v1/instances"): s_list_instances,
+    ("GET", "/v1/instances/{instance}"): s_get_instance,
+    ("PATCH", "/v1/instances/{instance}"): s_update_instance,
+    ("POST", "/v1/instances/{instance}/stop"): s_stop_instance,
+    ("POST", "/v1/instances/{instance}/start"): s_start_instance,
+    ("POST", "/v1/instances/{instance}/reboot"): s_reboot_instance,
+    ("DELETE", "/v1/instances/{instance}"): s_delete_instance,
+    ("GET", "/v1/instances/{instance}/logs"): _agent_route("logs"),
+    ("GET", "/v1/instances/{instance}/stats"): _agent_route("stats"),
+    ("GET", "/v1/instances/{instance}/console"): _agent_route("console"),
+    ("POST", "/v1/instances/{instance}/exec"): _agent_route("exec", {"command": ["true"]}, fresh=True),
+    ("POST", "/v1/server-groups"): s_create_group,
+    ("GET", "/v1/server-groups"): s_list_groups,
+    ("DELETE", "/v1/server-groups/{group}"): s_delete_group,
+    ("GET", "/v1/instance-types"): s_list_types,
+    ("POST", "/v1/instance-types"): s_create_type,
+    ("DELETE", "/v1/instance-types/{name}"): s_delete_type,
 }
 
 
@@ -817,6 +1152,33 @@ EXPECTED_ACCESS = {
     ("POST", "/v1/cluster/members"): "cluster-admin",
     ("DELETE", "/v1/cluster/members/{raft_address}"): "cluster-admin",
     ("GET", "/v1/cluster/backup"): "cluster-admin",
+    ("POST", "/v1/hosts/tokens"): "cluster-admin",
+    ("POST", "/v1/hosts/join"): "public",
+    ("GET", "/v1/hosts"): "cluster-admin",
+    ("GET", "/v1/hosts/{host}"): "cluster-admin",
+    ("POST", "/v1/hosts/{host}/drain"): "cluster-admin",
+    ("POST", "/v1/hosts/{host}/undrain"): "cluster-admin",
+    ("POST", "/v1/hosts/{host}/disable"): "cluster-admin",
+    ("POST", "/v1/hosts/{host}/enable"): "cluster-admin",
+    ("DELETE", "/v1/hosts/{host}"): "cluster-admin",
+    ("POST", "/v1/instances"): "developer+",
+    ("GET", "/v1/instances"): "viewer+",
+    ("GET", "/v1/instances/{instance}"): "viewer+",
+    ("PATCH", "/v1/instances/{instance}"): "developer+",
+    ("POST", "/v1/instances/{instance}/stop"): "developer+",
+    ("POST", "/v1/instances/{instance}/start"): "developer+",
+    ("POST", "/v1/instances/{instance}/reboot"): "developer+",
+    ("DELETE", "/v1/instances/{instance}"): "developer+",
+    ("GET", "/v1/instances/{instance}/logs"): "developer+",
+    ("GET", "/v1/instances/{instance}/stats"): "viewer+",
+    ("GET", "/v1/instances/{instance}/console"): "developer+",
+    ("POST", "/v1/instances/{instance}/exec"): "developer+",
+    ("POST", "/v1/server-groups"): "developer+",
+    ("GET", "/v1/server-groups"): "viewer+",
+    ("DELETE", "/v1/server-groups/{group}"): "developer+",
+    ("GET", "/v1/instance-types"): "viewer+",
+    ("POST", "/v1/instance-types"): "cluster-admin",
+    ("DELETE", "/v1/instance-types/{name}"): "cluster-admin",
 }
 ACCESS_RULES = {
     "public": policy_module.PUBLIC,
@@ -832,6 +1194,15 @@ def test_policy_matches_the_documented_access() -> None:
     wrong = {key: (POLICY[key], access) for key, access in EXPECTED_ACCESS.items()
              if POLICY[key] != ACCESS_RULES[access]}
     assert not wrong, wrong
+
+
+def test_docs_route_table_lists_every_route() -> None:
+    """docs/api.md's route table has one row per route, no more and no less."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "api.md").read_text()
+    rows = re.findall(r"^\| (GET|POST|PUT|PATCH|DELETE) \| (/\S*) \|", text, re.MULTILINE)
+    assert len(rows) == len(set(rows)), "a route is documented twice"
+    routes = {r.key for r in ROUTES}
+    assert set(rows) == routes, {"undocumented": routes - set(rows), "no such route": set(rows) - routes}
 
 
 def test_viewers_never_change_anything_nor_read_values() -> None:

@@ -7,6 +7,7 @@ import os
 import stat
 import subprocess
 import sys
+import threading
 import time
 import tomllib
 import uuid
@@ -14,8 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgpack
 import pytest
 
+from shared import pki
 from shared.sdk import CloudClient
 from tests.harness.controllers import REPO, ControllerCluster, ControllerNode
 
@@ -211,3 +214,125 @@ def test_backup_is_accepted_by_restore_and_boots(cli: Cli, one_node: ControllerC
         assert httpx.get(restored.url + "/v1/health").json()["role"] == "leader"
     finally:
         restored.kill()
+
+
+class FakeAgent:
+    """Just enough of an agent, in a thread: joins with a token, heartbeats over mutual TLS and reports the
+    instances the controller wants on it as running (image "fail": error), deleted ones as gone."""
+
+    def __init__(self, url: str, token: str, name: str, workdir: Path, fallback_endpoint: str) -> None:
+        key = pki.new_key()
+        with CloudClient(url, retries_on_503=0) as anonymous:
+            joined = anonymous.hosts.join(token, name, pki.csr_pem(key, "x"))
+        self.host_id, self.name = joined["host_id"], name
+        workdir.mkdir(parents=True, exist_ok=True)
+        files = {"cert": joined["certificate"], "key": pki.key_pem(key).decode(), "ca": joined["ca_certificate"]}
+        for kind, text in files.items():
+            (workdir / kind).write_text(text)
+        context = pki.client_context(str(workdir / "cert"), str(workdir / "key"), str(workdir / "ca"))
+        endpoint = (joined["controllers"] or [fallback_endpoint])[0]
+        self._http = httpx.Client(base_url=f"https://{endpoint}", verify=context, timeout=5.0)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"fake-agent-{name}", daemon=True)
+        self.errors: list[str] = []
+
+    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        response = self._http.request(method, path, content=msgpack.packb(body) if body is not None else None,
+                                      headers={"Content-Type": "application/msgpack"})
+        response.raise_for_status()
+        return msgpack.unpackb(response.content)
+
+    def beat_once(self, running: list[list[Any]]) -> dict[str, Any]:
+        inventory = {"vcpu": {"total": 8}, "memory_mb": {"total": 16384}, "disk_gb": {"total": 100}}
+        answer: dict[str, Any] = self._call("POST", "/agent/v1/heartbeat", {
+            "driver": "fake", "kinds": ["container", "vm"], "traits": [], "inventory": inventory,
+            "agent_address": "127.0.0.1:1", "agent_version": "e2e", "instances": running})
+        return answer
+
+    def _run(self) -> None:
+        running: list[list[Any]] = []
+        while not self._stop.is_set():
+            try:
+                self.beat_once(running)
+                desired = self._call("GET", "/agent/v1/desired?after=-1&wait=0")["instances"]
+                reports = []
+                for item in desired:
+                    if item["desired"] == "deleted":
+                        status = {"status": "gone"}
+                    elif item["image"] == "fail":
+                        status = {"status": "error", "reason": "image fail not found"}
+                    else:
+                        status = {"status": "running" if item["desired"] == "running" else "stopped"}
+                    reports.append({"id": item["id"], "generation": item["generation"], **status})
+                running = [[r["id"], r["generation"]] for r in reports if r["status"] == "running"]
+                if reports:
+                    self._call("POST", "/agent/v1/report", {"instances": reports})
+            except (httpx.HTTPError, ValueError) as exc:
+                self.errors.append(repr(exc))
+            self._stop.wait(0.3)
+
+    def __enter__(self) -> FakeAgent:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        self._http.close()
+
+
+def test_hosts_and_instances(cli: Cli, one_node: ControllerCluster, tmp_path: Path) -> None:
+    node = one_node.nodes[0]
+    token = cli.json("host", "token", "create", "--expires", "10m", "--zone", "z1")
+    assert set(token) == {"id", "token", "expires_at", "zone"} and token["zone"] == "z1"
+    assert token["token"].startswith(f"tcj_{token['id']}_")
+    assert "cannot be shown again" in cli.run("host", "token", "create").stderr
+    bad = cli.run("host", "token", "create", "--expires", "soon", ok=False)
+    assert bad.returncode == 2 and "not a duration" in bad.stderr
+
+    with FakeAgent(node.url, token["token"], _name("host"), tmp_path / "agent", node.agent_api) as agent:
+        deadline = time.monotonic() + 20
+        while (hosts := cli.json("host", "list")["items"])[0]["state"] != "up":
+            assert time.monotonic() < deadline, (hosts, agent.errors)
+            time.sleep(0.2)
+        assert [(h["name"], h["zone"], h["driver"]) for h in hosts] == [(agent.name, "z1", "fake")]
+        table = cli.run("host", "list").stdout
+        assert agent.name in table and "0/8" in table and "0/16384" in table
+
+        # -o goes before the command here: everything after `--` is the instance's command
+        created = json.loads(cli.run("-o", "json", "instance", "create", "web", "--image", "nginx:1.27", "--type",
+                                     "small", "--port", "8080:80", "--port", "5353:53/udp", "--env",
+                                     "GREETING=hello=world", "--tag", "e2e", "--wait", "--", "nginx", "-g",
+                                     "daemon off;").stdout)
+        assert (created["status"], created["host"], created["generation"]) == ("running", agent.name, 1)
+        assert created["command"] == ["nginx", "-g", "daemon off;"]
+        assert created["env"] == {"GREETING": "hello=world"} and created["tags"] == ["e2e"]
+        assert created["ports"] == [{"host_port": 8080, "container_port": 80, "protocol": "tcp"},
+                                    {"host_port": 5353, "container_port": 53, "protocol": "udp"}]
+        listed = cli.json("instance", "list", "--tag", "e2e")
+        assert [(i["name"], i["status"]) for i in listed["items"]] == [("web", "running")]
+        table = cli.run("instance", "list").stdout
+        assert "web" in table and "running" in table and agent.name in table
+        shown = cli.json("instance", "show", "web")
+        assert shown["id"] == created["id"] and "running" in [e["message"] for e in shown["events"]]
+        assert "status_reason" in cli.run("instance", "show", "web").stdout
+        assert "1/8" in cli.run("host", "show", agent.name).stdout
+
+        failed = cli.run("instance", "create", "broken", "--image", "fail", "--type", "tiny", "--wait", ok=False)
+        assert failed.returncode == 1 and "image fail not found" in failed.stderr, failed.stderr
+        too_big = cli.run("instance", "create", "huge", "--image", "alpine", "--vcpus", "64", "--memory", "64",
+                          "--disk", "1", ok=False)
+        assert too_big.returncode == 1 and "no valid host among 1: vcpu 1" in too_big.stderr
+        usage = cli.run("instance", "create", "nosize", "--image", "alpine", ok=False)
+        assert usage.returncode == 2 and "give --type" in usage.stderr
+        bad_port = cli.run("instance", "create", "p", "--image", "alpine", "--type", "tiny", "--port", "80", ok=False)
+        assert bad_port.returncode == 2 and "HOST_PORT:CONTAINER_PORT" in bad_port.stderr
+
+        stopped = cli.json("instance", "stop", "web", "--wait")
+        assert (stopped["desired"], stopped["status"]) == ("stopped", "stopped")
+        assert "Deleted instance web." in cli.run("instance", "delete", "web", "--wait").stdout
+        cli.run("instance", "delete", "broken", "--wait")
+        assert cli.json("instance", "list")["items"] == []
+        gone = cli.run("instance", "show", "web", ok=False)
+        assert gone.returncode == 1 and "not found" in gone.stderr
+        assert agent.errors == []

@@ -26,6 +26,9 @@ class ControllerNode:
     secret_file: Path
     api_port: int = field(default_factory=free_port)
     raft_port: int = field(default_factory=free_port)
+    agent_api_port: int = field(default_factory=free_port)
+    agent_api_host: str = "127.0.0.1"
+    api_host: str = "127.0.0.1"
     peers: list[str] = field(default_factory=list)
     proc: subprocess.Popen[bytes] | None = None
     extra_args: list[str] = field(default_factory=list)
@@ -44,11 +47,15 @@ class ControllerNode:
 
     @property
     def api(self) -> str:
-        return f"127.0.0.1:{self.api_port}"
+        return f"{self.api_host}:{self.api_port}"
 
     @property
     def raft(self) -> str:
         return f"127.0.0.1:{self.raft_port}"
+
+    @property
+    def agent_api(self) -> str:
+        return f"{self.agent_api_host}:{self.agent_api_port}"
 
     @property
     def url(self) -> str:
@@ -57,7 +64,7 @@ class ControllerNode:
     def command(self) -> list[str]:
         cmd = [sys.executable, "-m", "controller.main", "run", "--data-dir", str(self.data_dir),
                "--api", self.api, "--raft", self.raft, "--cluster-secret-file", str(self.secret_file),
-               "--admin-key-file", str(self.admin_key_file)]
+               "--admin-key-file", str(self.admin_key_file), "--agent-api", self.agent_api]
         for peer in self.peers:
             cmd += ["--peer", peer]
         return cmd + self.extra_args

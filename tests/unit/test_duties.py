@@ -49,7 +49,7 @@ async def test_bootstrap_then_announce_then_idle(tmp_path: Path) -> None:
 
     assert await duties.run_once() == f"announced api address {API}"
     with rt.view() as data:
-        assert data.members == {"memory": {"raft_address": "memory", "api_address": API}}
+        assert data.members == {"memory": {"raft_address": "memory", "api_address": API, "agent_address": ""}}
         audited = len(data.audit)
 
     assert await duties.run_once() == "nothing to do"

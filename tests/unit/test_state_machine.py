@@ -550,7 +550,8 @@ def test_is_empty_and_sizes() -> None:
     machine = world()
     assert not machine.data.is_empty()
     sizes = machine.data.sizes()
-    assert sizes == {"tenants": 1, "users": 1, "keys": 1, "secrets": 0, "audit": 3, "idempotency": 0}
+    assert sizes == {"tenants": 1, "users": 1, "keys": 1, "secrets": 0, "audit": 3, "idempotency": 0, "hosts": 0,
+                     "instances": 0}
 
 
 def test_revision_counts_every_command_including_refusals_and_replays() -> None:

@@ -1,0 +1,120 @@
+"""The agent's link to the controllers: mutual TLS, msgpack, failover between controllers.
+
+Heartbeats must reach the leader; a follower answers 421 with the leader's agent address, which we follow.
+Unreachable controllers are skipped in turn. Nothing here ever touches running instances.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from typing import Any
+
+import aiohttp
+import msgpack
+
+from shared import pki
+
+log = logging.getLogger("thecloud.agent.link")
+MSGPACK = "application/msgpack"
+
+
+class LinkError(Exception):
+    """No controller answered usefully; the agent keeps what runs and tries again later."""
+
+
+class HostRejected(LinkError):
+    """The cluster no longer knows this host (it was deleted): nothing will be accepted from it."""
+
+
+class ControllerLink:
+    def __init__(self, endpoints: list[str], ssl_context: ssl.SSLContext) -> None:
+        if not endpoints:
+            raise LinkError("no controller endpoints known; give --controller or re-join")
+        self.endpoints = list(dict.fromkeys(endpoints))
+        self._current = 0
+        self._ssl = ssl_context
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def current(self) -> str:
+        return self.endpoints[self._current % len(self.endpoints)]
+
+    def learn(self, endpoints: list[str]) -> None:
+        """Adds controllers the cluster told us about (membership changes)."""
+        for endpoint in endpoints:
+            if endpoint not in self.endpoints:
+                self.endpoints.append(endpoint)
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=self._ssl, limit=8))
+        return self._session
+
+    async def call(self, method: str, path: str, body: dict[str, Any] | None = None,
+                   seconds: float = 10.0) -> dict[str, Any]:
+        """One request, trying each controller at most once (plus one leader redirect)."""
+        errors: list[str] = []
+        attempts = len(self.endpoints) + 1
+        redirect: str | None = None
+        for _ in range(attempts):
+            endpoint = redirect or self.current
+            redirect = None
+            try:
+                status, headers, payload = await self._send(endpoint, method, path, body, seconds)
+            except (aiohttp.ClientError, TimeoutError, OSError, ssl.SSLError) as exc:
+                errors.append(f"{endpoint}: {exc.__class__.__name__}: {exc}")
+                self._current += 1
+                continue
+            if status == 421:
+                leader = headers.get("X-Leader", "")
+                if leader:
+                    self.learn([leader])
+                    self._current = self.endpoints.index(leader)
+                    redirect = leader
+                else:
+                    self._current += 1
+                errors.append(f"{endpoint}: not the leader")
+                continue
+            if status == 503:
+                errors.append(f"{endpoint}: unavailable ({_message(payload)})")
+                self._current += 1
+                continue
+            if status == 403 and isinstance(payload, dict) and payload.get("error", {}).get("code") == "unknown_host":
+                raise HostRejected(_message(payload))
+            if status >= 400:
+                raise LinkError(f"{endpoint} refused {method} {path} ({status}): {_message(payload)}")
+            if not isinstance(payload, dict):
+                raise LinkError(f"{endpoint} answered {method} {path} with a non-map body")
+            return payload
+        raise LinkError("no controller answered: " + "; ".join(errors[-3:]))
+
+    async def _send(self, endpoint: str, method: str, path: str, body: dict[str, Any] | None,
+                    seconds: float) -> tuple[int, dict[str, str], Any]:
+        data = msgpack.packb(body, use_bin_type=True) if body is not None else None
+        async with self._client().request(method, f"https://{endpoint}{path}", data=data,
+                                          headers={"Content-Type": MSGPACK}, server_hostname=pki.CONTROLLER_NAME,
+                                          timeout=aiohttp.ClientTimeout(total=seconds, sock_connect=3)) as response:
+            raw = await response.read()
+            if response.content_type == MSGPACK:
+                payload = msgpack.unpackb(raw, raw=False)
+            else:
+                try:
+                    payload = await response.json(content_type=None)
+                except ValueError:
+                    payload = {"error": {"message": raw.decode(errors="replace")[:300]}}
+            return response.status, dict(response.headers), payload
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+
+def _message(payload: Any) -> str:
+    if isinstance(payload, dict):
+        error = payload.get("error")
+        if isinstance(error, dict):
+            return str(error.get("message", error))
+        if error:
+            return str(error)
+    return str(payload)[:300]

@@ -1,0 +1,152 @@
+"""Level-triggered reconciliation of desired vs. actual instances. Each pass returns a readable reason.
+
+Order matters for fencing: everything that must go (moved away, older generation, deleted) is removed
+first; if any removal fails, nothing new is started in that pass, so an instance never runs twice.
+Without desired state (no controller reachable since start) nothing is touched.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent.applied import AppliedActions
+from agent.drivers.base import RUNNING, ActualInstance, Driver, DriverError, InstanceSpec, PortMapping
+
+log = logging.getLogger("thecloud.agent.reconcile")
+CREATE_RETRY_SECONDS = 30.0
+
+
+@dataclass
+class Desired:
+    rev: int
+    state: str
+    instances: dict[str, dict[str, Any]]
+
+
+@dataclass
+class Pass:
+    reports: list[dict[str, Any]] = field(default_factory=list)
+    done: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+
+def spec_of(item: dict[str, Any]) -> InstanceSpec:
+    return InstanceSpec(
+        id=item["id"], name=item["name"], generation=int(item["generation"]), kind=item["kind"],
+        image=item["image"], vcpus=int(item["vcpus"]), memory_mb=int(item["memory_mb"]),
+        disk_gb=int(item["disk_gb"]), command=tuple(item.get("command") or ()), env=dict(item.get("env") or {}),
+        ports=tuple(PortMapping(int(p["host_port"]), int(p["container_port"]), p.get("protocol", "tcp"))
+                    for p in item.get("ports") or ()),
+        user_data=item.get("user_data") or "", restart_policy=item.get("restart_policy") or "always",
+        tenant_id=item.get("tenant_id") or "")
+
+
+class Reconciler:
+    def __init__(self, driver: Driver, applied: AppliedActions) -> None:
+        self.driver = driver
+        self.applied = applied
+        self._failed_at: dict[tuple[str, int], tuple[float, str]] = {}
+        self.progress: Callable[[list[dict[str, Any]]], Awaitable[None]] | None = None
+
+    async def run_once(self, desired: Desired | None) -> tuple[str, list[dict[str, Any]]]:
+        actual = {a.id: a for a in await self.driver.list_instances()}
+        if desired is None:
+            return f"no desired state yet; leaving {len(actual)} instance(s) as they are", []
+        step = Pass()
+        await self._remove_unwanted(desired, actual, step)
+        if step.failed:
+            return (f"could not remove {', '.join(step.failed)}; starting nothing new until they are gone",
+                    step.reports)
+        for item in desired.instances.values():
+            await self._converge(item, actual.get(item["id"]), step)
+        reason = "; ".join(step.done + step.failed) or f"{len(desired.instances)} instance(s) as desired"
+        return reason, step.reports
+
+    async def _remove_unwanted(self, desired: Desired, actual: dict[str, ActualInstance], step: Pass) -> None:
+        for instance in list(actual.values()):
+            want = desired.instances.get(instance.id)
+            if want is not None and want["generation"] == instance.generation and want["desired"] != "deleted":
+                continue
+            why = "deleted" if want is not None and want["desired"] == "deleted" else "moved away or replaced"
+            try:
+                await self.driver.delete(instance.id)
+            except DriverError as exc:
+                step.failed.append(f"{instance.id} ({exc})")
+                continue
+            del actual[instance.id]
+            self.applied.forget(instance.id)
+            step.done.append(f"removed {instance.id} g{instance.generation} ({why})")
+            if want is not None and want["desired"] == "deleted":
+                step.reports.append({"id": instance.id, "generation": instance.generation, "status": "gone"})
+
+    async def _converge(self, item: dict[str, Any], instance: ActualInstance | None, step: Pass) -> None:
+        ident, generation = item["id"], int(item["generation"])
+        if item["desired"] == "deleted":
+            step.reports.append({"id": ident, "generation": generation, "status": "gone"})
+            return
+        if instance is None:
+            if item["desired"] == "running":
+                await self._create(item, step)
+            else:
+                step.reports.append({"id": ident, "generation": generation, "status": "stopped",
+                                     "reason": "not created while stopped"})
+            return
+        seqs = self.applied.get(ident, generation)
+        if seqs is None:  # adopted after an agent restart: what it asked for so far is already done
+            seqs = {"action_seq": item["action_seq"], "reboot_seq": item["reboot_seq"]}
+        acted = True
+        try:
+            if item["desired"] == "stopped" and instance.state == RUNNING:
+                await self.driver.stop(ident)
+                step.done.append(f"stopped {item['name']}")
+            elif item["desired"] == "running" and instance.state != RUNNING and item["action_seq"] > seqs[
+                    "action_seq"]:
+                await self.driver.start(ident)
+                step.done.append(f"started {item['name']}")
+            elif item["desired"] == "running" and item["reboot_seq"] > seqs["reboot_seq"]:
+                await self.driver.reboot(ident)
+                step.done.append(f"rebooted {item['name']}")
+            else:
+                acted = False
+        except DriverError as exc:
+            step.failed.append(f"{item['name']}: {exc}")
+            step.reports.append({"id": ident, "generation": generation, "status": "error", "reason": str(exc)})
+            return
+        self.applied.set(ident, generation, item["action_seq"], item["reboot_seq"])
+        step.reports.append(await self._observe(ident, generation) if acted else _report(instance))
+
+    async def _create(self, item: dict[str, Any], step: Pass) -> None:
+        ident, generation = item["id"], int(item["generation"])
+        failed = self._failed_at.get((ident, generation))
+        if failed is not None and (wait := CREATE_RETRY_SECONDS - (time.monotonic() - failed[0])) > 0:
+            step.failed.append(f"create {item['name']} failed; next try in {wait:.0f}s")
+            step.reports.append({"id": ident, "generation": generation, "status": "error", "reason": failed[1]})
+            return
+        if self.progress is not None:
+            await self.progress([{"id": ident, "generation": generation, "status": "creating"}])
+        try:
+            await self.driver.create(spec_of(item))
+        except DriverError as exc:
+            self._failed_at[(ident, generation)] = (time.monotonic(), str(exc))
+            step.failed.append(f"create {item['name']}: {exc}")
+            step.reports.append({"id": ident, "generation": generation, "status": "error", "reason": str(exc)})
+            return
+        self._failed_at.pop((ident, generation), None)
+        self.applied.set(ident, generation, item["action_seq"], item["reboot_seq"])
+        step.done.append(f"created {item['name']} g{generation}")
+        step.reports.append(await self._observe(ident, generation))
+
+    async def _observe(self, ident: str, generation: int) -> dict[str, Any]:
+        for instance in await self.driver.list_instances():
+            if instance.id == ident and instance.generation == generation:
+                return _report(instance)
+        return {"id": ident, "generation": generation, "status": "error", "reason": "vanished after creation"}
+
+
+def _report(instance: ActualInstance) -> dict[str, Any]:
+    return {"id": instance.id, "generation": instance.generation, "status": instance.state,
+            "reason": instance.detail if instance.state != RUNNING else "", "addresses": list(instance.addresses)}

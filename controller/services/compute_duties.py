@@ -1,0 +1,118 @@
+"""Leader duties for compute: hosts that stopped heartbeating, pending instances, draining hosts.
+
+Each pass returns a readable reason, or None when there was nothing to do.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+
+from controller.services import placement
+from controller.services.context import SYSTEM, RequestContext
+from controller.services.errors import ServiceError
+from controller.services.runtime import Runtime
+
+log = logging.getLogger(__name__)
+RETRY_PENDING_SECONDS = 2.0
+
+
+class ComputeDuties:
+    def __init__(self, rt: Runtime) -> None:
+        self._rt = rt
+        self._leading_since_term: object = None
+        self._pending_tried: dict[str, float] = {}
+
+    def _rc(self, what: str) -> RequestContext:
+        return RequestContext(request_id=f"duty-{what}-{uuid.uuid4().hex[:8]}", caller=SYSTEM)
+
+    async def run_once(self, leader_term: object) -> str | None:
+        if leader_term != self._leading_since_term:
+            self._leading_since_term = leader_term
+            self._rt.liveness.new_epoch()
+            log.info("leading in term %s: every host gets a fresh heartbeat grace period", leader_term)
+        return await self._hosts_down() or await self._drain() or await self._place_pending()
+
+    async def _hosts_down(self) -> str | None:
+        rt = self._rt
+        grace = rt.compute.host_grace
+        with rt.view() as data:
+            silent = [(h["id"], h["name"], h["state"], rt.liveness.silent_for(h["id"]))
+                      for h in data.hosts.values() if h["state"] in ("up", "fencing", "new")]
+        for host_id, name, state, seconds in silent:
+            if seconds <= grace:
+                continue
+            moves = self._plan_evacuation(host_id)
+            out = await rt.propose(self._rc("host-down"), "host.set_state",
+                                   {"host_id": host_id, "state": "down", "expect": state, "moves": moves,
+                                    "reason": f"no heartbeat for {seconds:.0f}s (grace {grace:.0f}s)"},
+                                   action="host.down", target=name, tenant_id=None)
+            moved = out.result["moved"]
+            placed = sum(1 for h in moved.values() if h)
+            return (f"host {name} down after {seconds:.0f}s without heartbeat; "
+                    f"{placed} of {len(moved)} instance(s) rescheduled")
+        return None
+
+    def _plan_evacuation(self, host_id: str) -> dict[str, str | None]:
+        """Chooses new hosts one by one, counting earlier choices so one plan does not overfill a host."""
+        moves: dict[str, str | None] = {}
+        with self._rt.view() as data:
+            planned: placement.Planned = {}
+            for instance in data.instances.values():
+                if (instance.get("host_id") != host_id or instance["restart_policy"] == "never"
+                        or instance["desired"] != "running"):
+                    continue
+                target = placement.try_choose(data, instance, frozenset({host_id}), planned)
+                moves[instance["id"]] = target
+                if target:
+                    placement.plan(planned, target, instance)
+        return moves
+
+    async def _drain(self) -> str | None:
+        """Cold-moves one instance off a draining host per pass (the agent there deletes the old copy)."""
+        rt = self._rt
+        with rt.view() as data:
+            draining = {h["id"] for h in data.hosts.values() if h["draining"]}
+            if not draining:
+                return None
+            for instance in data.instances.values():
+                if instance.get("host_id") in draining and instance["desired"] != "deleted":
+                    target = placement.try_choose(data, instance, frozenset(draining))
+                    if target is None:
+                        continue
+                    args = {"id": instance["id"], "generation": instance["generation"], "host_id": target,
+                            "why": f"moved off draining host {data.hosts[instance['host_id']]['name']}"}
+                    name, tenant_id = instance["name"], instance["tenant_id"]
+                    break
+            else:
+                return None
+        try:
+            await rt.propose(self._rc("drain"), "instance.place", args, action="instance.move", target=name,
+                             tenant_id=tenant_id)
+        except ServiceError as err:
+            return f"drain move of {name} refused, will retry: {err.message}"
+        return f"moved {name} off a draining host"
+
+    async def _place_pending(self) -> str | None:
+        rt = self._rt
+        now = time.monotonic()
+        with rt.view() as data:
+            pending = [i for i in data.instances.values()
+                       if i["status"] == "pending" and i["desired"] == "running" and i.get("host_id") is None
+                       and now - self._pending_tried.get(i["id"], 0.0) > RETRY_PENDING_SECONDS]
+            plans = [(i, placement.try_choose(data, i)) for i in pending]
+        for instance, target in plans:
+            self._pending_tried[instance["id"]] = now
+            if target is None:
+                continue
+            try:
+                await rt.propose(self._rc("place"), "instance.place",
+                                 {"id": instance["id"], "generation": instance["generation"], "host_id": target,
+                                  "why": "rescheduled"},
+                                 action="instance.place", target=instance["name"], tenant_id=instance["tenant_id"])
+            except ServiceError as err:
+                return f"placing pending {instance['name']} refused, will retry: {err.message}"
+            return f"placed pending instance {instance['name']}"
+        return None
+

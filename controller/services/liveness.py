@@ -1,0 +1,66 @@
+"""Heartbeats, kept in memory on the leader only (never written to Raft) and the desired-state watch."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Beat:
+    at: float
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+class Liveness:
+    """When each host last heartbeated. A new leader starts a fresh epoch: every host gets a full grace."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._beats: dict[str, Beat] = {}
+        self.epoch_start = clock()
+        self.leader_term: object = None
+
+    def new_epoch(self) -> None:
+        self._beats.clear()
+        self.epoch_start = self._clock()
+
+    def beat(self, host_id: str, payload: dict[str, Any]) -> None:
+        self._beats[host_id] = Beat(self._clock(), payload)
+
+    def silent_for(self, host_id: str) -> float:
+        beat = self._beats.get(host_id)
+        return self._clock() - (beat.at if beat else self.epoch_start)
+
+    def last(self, host_id: str) -> Beat | None:
+        return self._beats.get(host_id)
+
+
+class RevisionWatch:
+    """Wakes long-polling agents when the state machine applied something (called from the apply thread)."""
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._changed = asyncio.Event()
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+
+    def notify_threadsafe(self) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._wake)
+
+    def _wake(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def wait(self, seconds: float) -> None:
+        """Returns on the next applied change, or after ``seconds``."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._changed.wait(), seconds)
