@@ -23,7 +23,8 @@ class AppliedActions:
                 raw: Any = json.load(f)
             if isinstance(raw, dict):
                 self._seqs = {str(k): {"generation": int(v["generation"]), "action_seq": int(v["action_seq"]),
-                                       "reboot_seq": int(v["reboot_seq"])} for k, v in raw.items()}
+                                       "reboot_seq": int(v["reboot_seq"]), "spec_rev": int(v.get("spec_rev", 0))}
+                              for k, v in raw.items()}
         except (FileNotFoundError, ValueError, KeyError, TypeError):
             self._seqs = {}
 
@@ -31,8 +32,8 @@ class AppliedActions:
         seqs = self._seqs.get(instance_id)
         return seqs if seqs and seqs["generation"] == generation else None
 
-    def set(self, instance_id: str, generation: int, action_seq: int, reboot_seq: int) -> None:
-        new = {"generation": generation, "action_seq": action_seq, "reboot_seq": reboot_seq}
+    def set(self, instance_id: str, generation: int, action_seq: int, reboot_seq: int, spec_rev: int = 0) -> None:
+        new = {"generation": generation, "action_seq": action_seq, "reboot_seq": reboot_seq, "spec_rev": spec_rev}
         if self._seqs.get(instance_id) != new:
             self._seqs[instance_id] = new
             self._save()

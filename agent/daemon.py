@@ -18,6 +18,7 @@ from agent.applied import AppliedActions
 from agent.drivers import load_driver
 from agent.drivers.base import Driver
 from agent.identity import HostIdentity, save_meta
+from agent.images import ImageCache, Sink
 from agent.link import ControllerLink, HostRejected, LinkError
 from agent.reconciler import Desired, Reconciler
 from agent.server import build_agent_server
@@ -52,6 +53,8 @@ class AgentDaemon:
                                    pki.client_context(identity.cert_file, identity.key_file, identity.ca_file))
         self.reconciler = Reconciler(self.driver, AppliedActions(config.data_dir))
         self.reconciler.progress = self._report_quietly
+        self.images = ImageCache(config.data_dir, self._fetch_blob, on_ready=lambda: self._wake.set())
+        self.reconciler.images = self.images
         self.desired: Desired | None = None
         self.host_state = "unknown"
         self._stop = asyncio.Event()
@@ -82,6 +85,7 @@ class AgentDaemon:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await runner.cleanup()
+            await self.images.close()
             await self.link.close()
             await self.driver.close()
             log.info("agent stopped; instances keep running")
@@ -156,6 +160,10 @@ class AgentDaemon:
                 log.exception("reconcile pass crashed; retrying")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), RESYNC_SECONDS)
+
+    async def _fetch_blob(self, sha256: str, sink: Sink) -> tuple[tuple[str, int], str]:
+        """An image blob from whichever controller holds it (the image cache verifies and keeps it)."""
+        return await self.link.download(f"/agent/v1/images/{sha256}", sink)
 
     async def _report(self, reports: list[dict[str, object]]) -> None:
         await self.link.call("POST", "/agent/v1/report", {"instances": reports})

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import logging
 import ssl
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import aiohttp
 import msgpack
@@ -17,6 +19,9 @@ from shared import pki
 
 log = logging.getLogger("thecloud.agent.link")
 MSGPACK = "application/msgpack"
+DOWNLOAD_CHUNK = 1 << 20
+DOWNLOAD_READ_TIMEOUT = 60.0
+T = TypeVar("T")
 
 
 class LinkError(Exception):
@@ -88,6 +93,40 @@ class ControllerLink:
                 raise LinkError(f"{endpoint} answered {method} {path} with a non-map body")
             return payload
         raise LinkError("no controller answered: " + "; ".join(errors[-3:]))
+
+    async def download(self, path: str, sink: Callable[[AsyncIterator[bytes]], Awaitable[T]],
+                       read_timeout: float = DOWNLOAD_READ_TIMEOUT) -> tuple[T, str]:
+        """A large body (an image blob) from whichever controller has it: the current one first, then the
+        holders it redirects to, then every other controller. Returns ``sink``'s result and the source.
+
+        ``sink`` consumes the body as it arrives; if it fails (a copy that does not verify), the next
+        controller is tried."""
+        candidates = list(dict.fromkeys([self.current, *self.endpoints]))
+        tried: set[str] = set()
+        errors: list[str] = []
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=3, sock_read=read_timeout)
+        while candidates:
+            endpoint = candidates.pop(0)
+            if endpoint in tried:
+                continue
+            tried.add(endpoint)
+            try:
+                async with self._client().get(f"https://{endpoint}{path}", allow_redirects=False,
+                                              server_hostname=pki.CONTROLLER_NAME, timeout=timeout) as response:
+                    if response.status in (301, 302, 307, 308):
+                        holders = [urlsplit(response.headers.get("Location", "")).netloc,
+                                   *response.headers.get("X-Holders", "").split(",")]
+                        candidates[:0] = [h for h in dict.fromkeys(holders) if h and h not in tried]
+                        continue
+                    if response.status != 200:
+                        errors.append(f"{endpoint}: {response.status}")
+                        continue
+                    return await sink(response.content.iter_chunked(DOWNLOAD_CHUNK)), endpoint
+            except (aiohttp.ClientError, TimeoutError, OSError, ssl.SSLError) as exc:
+                errors.append(f"{endpoint}: {exc.__class__.__name__}: {exc}")
+            except Exception as exc:  # the sink refused what this controller sent: try another one
+                errors.append(f"{endpoint}: {exc}")
+        raise LinkError(f"no controller could send {path}: " + ("; ".join(errors[-4:]) or "none known"))
 
     async def _send(self, endpoint: str, method: str, path: str, body: dict[str, Any] | None,
                     seconds: float) -> tuple[int, dict[str, str], Any]:

@@ -7,6 +7,7 @@ Without desired state (no controller reachable since start) nothing is touched.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -14,7 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.applied import AppliedActions
-from agent.drivers.base import RUNNING, ActualInstance, Driver, DriverError, InstanceSpec, PortMapping
+from agent.drivers.base import RUNNING, ActualInstance, Driver, DriverError, InstanceSpec, NotSupported, PortMapping
+from agent.images import ImageCache
 
 log = logging.getLogger("thecloud.agent.reconcile")
 CREATE_RETRY_SECONDS = 30.0
@@ -51,6 +53,7 @@ class Reconciler:
         self.applied = applied
         self._failed_at: dict[tuple[str, int], tuple[float, str]] = {}
         self.progress: Callable[[list[dict[str, Any]]], Awaitable[None]] | None = None
+        self.images: ImageCache | None = None  # VMs' images (None: specs go to the driver as they are)
 
     async def run_once(self, desired: Desired | None) -> tuple[str, list[dict[str, Any]]]:
         actual = {a.id: a for a in await self.driver.list_instances()}
@@ -96,11 +99,18 @@ class Reconciler:
                                      "reason": "not created while stopped"})
             return
         seqs = self.applied.get(ident, generation)
+        spec_rev = int(item.get("spec_rev") or 0)
         if seqs is None:  # adopted after an agent restart: what it asked for so far is already done
-            seqs = {"action_seq": item["action_seq"], "reboot_seq": item["reboot_seq"]}
+            seqs = {"action_seq": item["action_seq"], "reboot_seq": item["reboot_seq"], "spec_rev": spec_rev}
         acted = True
         try:
-            if item["desired"] == "stopped" and instance.state == RUNNING:
+            if spec_rev > seqs.get("spec_rev", 0):
+                try:
+                    await self.driver.resize(ident, int(item["vcpus"]), int(item["memory_mb"]))
+                    step.done.append(f"resized {item['name']}")
+                except NotSupported as exc:  # not retried: the instance keeps running at its old size
+                    step.failed.append(f"resize of {item['name']} not applied: {exc}")
+            elif item["desired"] == "stopped" and instance.state == RUNNING:
                 await self.driver.stop(ident)
                 step.done.append(f"stopped {item['name']}")
             elif item["desired"] == "running" and instance.state != RUNNING and item["action_seq"] > seqs[
@@ -116,7 +126,7 @@ class Reconciler:
             step.failed.append(f"{item['name']}: {exc}")
             step.reports.append({"id": ident, "generation": generation, "status": "error", "reason": str(exc)})
             return
-        self.applied.set(ident, generation, item["action_seq"], item["reboot_seq"])
+        self.applied.set(ident, generation, item["action_seq"], item["reboot_seq"], spec_rev)
         step.reports.append(await self._observe(ident, generation) if acted else _report(instance))
 
     async def _create(self, item: dict[str, Any], step: Pass) -> None:
@@ -126,19 +136,40 @@ class Reconciler:
             step.failed.append(f"create {item['name']} failed; next try in {wait:.0f}s")
             step.reports.append({"id": ident, "generation": generation, "status": "error", "reason": failed[1]})
             return
+        spec = self._with_image(item, spec_of(item), step)
+        if spec is None:
+            return
         if self.progress is not None:
             await self.progress([{"id": ident, "generation": generation, "status": "creating"}])
         try:
-            await self.driver.create(spec_of(item))
+            await self.driver.create(spec)
         except DriverError as exc:
             self._failed_at[(ident, generation)] = (time.monotonic(), str(exc))
             step.failed.append(f"create {item['name']}: {exc}")
             step.reports.append({"id": ident, "generation": generation, "status": "error", "reason": str(exc)})
             return
         self._failed_at.pop((ident, generation), None)
-        self.applied.set(ident, generation, item["action_seq"], item["reboot_seq"])
+        self.applied.set(ident, generation, item["action_seq"], item["reboot_seq"], int(item.get("spec_rev") or 0))
         step.done.append(f"created {item['name']} g{generation}")
         step.reports.append(await self._observe(ident, generation))
+
+    def _with_image(self, item: dict[str, Any], spec: InstanceSpec, step: Pass) -> InstanceSpec | None:
+        """A VM's spec with its cached image files; None while they are being fetched (or that failed)."""
+        if self.images is None or item.get("kind") != "vm" or not item.get("vm_image"):
+            return spec
+        ident, generation = item["id"], int(item["generation"])
+        prepared = self.images.prepare(item["vm_image"])
+        if prepared.error:
+            step.failed.append(f"create {item['name']}: {prepared.error}")
+            step.reports.append({"id": ident, "generation": generation, "status": "error",
+                                 "reason": prepared.error})
+            return None
+        if prepared.pending:
+            reason = f"fetching image {item['vm_image'].get('name')}: {', '.join(prepared.pending)}"
+            step.done.append(f"{item['name']}: {reason}")
+            step.reports.append({"id": ident, "generation": generation, "status": "creating", "reason": reason})
+            return None
+        return dataclasses.replace(spec, **prepared.paths)
 
     async def _observe(self, ident: str, generation: int) -> dict[str, Any]:
         for instance in await self.driver.list_instances():

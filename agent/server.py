@@ -1,4 +1,8 @@
-"""The agent's own listener (mutual TLS): controllers fetch logs, stats, exec and console output here."""
+"""The agent's own listener (mutual TLS): controllers fetch logs, stats, exec and console output here, and open
+interactive exec and console sessions (WebSockets, see agent.sessions).
+
+Errors are msgpack ``{"error": message}`` with the message also in the ``X-Agent-Error`` header, which is all a
+WebSocket client sees of a refused upgrade."""
 
 from __future__ import annotations
 
@@ -8,15 +12,23 @@ from typing import Any
 import msgpack
 from aiohttp import web
 
+from agent import sessions
 from agent.drivers.base import Driver, DriverError, InstanceNotFound, NotSupported
 from shared import pki
 
 MSGPACK = "application/msgpack"
+ERROR_HEADER = "X-Agent-Error"
+MAX_COMMAND_ARGS = 256
 DRIVER: web.AppKey[Driver] = web.AppKey("driver", Driver)
 
 
 def _packed(data: Any, status: int = 200) -> web.Response:
-    return web.Response(status=status, body=msgpack.packb(data, use_bin_type=True), content_type=MSGPACK)
+    headers = None
+    if status >= 400 and isinstance(data, dict) and "error" in data:
+        text = " ".join(str(data["error"]).split())[:500]
+        headers = {ERROR_HEADER: text.encode("ascii", "backslashreplace").decode()}
+    return web.Response(status=status, body=msgpack.packb(data, use_bin_type=True), content_type=MSGPACK,
+                        headers=headers)
 
 
 @web.middleware
@@ -79,6 +91,29 @@ async def logs(request: web.Request) -> web.StreamResponse:
     return response
 
 
+def _upgrade_needed() -> web.Response:
+    return _packed({"error": "this route needs a WebSocket upgrade"}, 400)
+
+
+async def exec_ws(request: web.Request) -> web.StreamResponse:
+    """``?command=...&command=...&tty=true|false``: the command runs once the upgrade is accepted."""
+    ident = await _known(request)
+    command = request.query.getall("command", [])
+    if not command or len(command) > MAX_COMMAND_ARGS or any("\x00" in c for c in command):
+        return _packed({"error": f"give the command as 1 to {MAX_COMMAND_ARGS} command= parameters"}, 400)
+    if not sessions.wants_websocket(request):
+        return _upgrade_needed()
+    session = await request.app[DRIVER].exec_session(ident, command, request.query.get("tty") == "true")
+    return await sessions.serve(request, session)
+
+
+async def console_ws(request: web.Request) -> web.StreamResponse:
+    ident = await _known(request)
+    if not sessions.wants_websocket(request):
+        return _upgrade_needed()
+    return await sessions.serve(request, await request.app[DRIVER].console_session(ident))
+
+
 def build_agent_server(driver: Driver) -> web.Application:
     app = web.Application(middlewares=[_controllers_only])
     app[DRIVER] = driver
@@ -86,4 +121,6 @@ def build_agent_server(driver: Driver) -> web.Application:
     app.router.add_get("/agent/v1/instances/{instance}/console", console)
     app.router.add_post("/agent/v1/instances/{instance}/exec", exec_)
     app.router.add_get("/agent/v1/instances/{instance}/logs", logs)
+    app.router.add_get("/agent/v1/instances/{instance}/exec/ws", exec_ws)
+    app.router.add_get("/agent/v1/instances/{instance}/console/ws", console_ws)
     return app

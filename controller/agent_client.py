@@ -1,4 +1,5 @@
-"""Controller -> agent calls (stats, exec, console, logs) over mutual TLS with the controller's certificate.
+"""Controller -> agent calls (stats, exec, console, logs, interactive sessions) over mutual TLS with the
+controller's certificate.
 
 The agent is verified by the DNS name in its certificate (``<host id>.host.thecloud``), so a controller
 talks to exactly the host it means, whatever address that host advertised."""
@@ -16,6 +17,9 @@ from controller.services.errors import ServiceError
 from shared import pki
 
 MSGPACK = "application/msgpack"
+ERROR_HEADER = "X-Agent-Error"  # the agent's error message, for answers whose body a client does not read
+SESSION_HEARTBEAT = 30.0
+AgentWebSocket = aiohttp.ClientWebSocketResponse
 
 
 class MutualTlsAgentClient:
@@ -56,6 +60,22 @@ class MutualTlsAgentClient:
                     raise ServiceError(502, "agent_error", f"agent answered {response.status}")
                 async for chunk in response.content.iter_any():
                     yield chunk
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise ServiceError(502, "agent_unreachable", f"cannot reach the agent at {address}: {exc}") from None
+
+    async def websocket(self, address: str, host_id: str, path: str) -> AgentWebSocket:
+        """An interactive session on the agent (see agent.sessions); a refused upgrade raises ServiceError with
+        the agent's status (409 ``not_supported`` when the driver cannot do it) and message."""
+        try:
+            return await self._client().ws_connect(f"wss://{address}{path}", server_hostname=pki.host_dns_name(host_id),
+                                                   heartbeat=SESSION_HEARTBEAT, max_msg_size=1024 * 1024,
+                                                   timeout=aiohttp.ClientWSTimeout(ws_close=10))
+        except aiohttp.WSServerHandshakeError as exc:
+            message = (exc.headers.get(ERROR_HEADER) if exc.headers else None) or f"answered {exc.status} {exc.message}"
+            if exc.status >= 500 or exc.status < 400:
+                raise ServiceError(502, "agent_error", f"agent: {message}") from None
+            raise ServiceError(exc.status, "not_supported" if exc.status == 409 else "agent_error",
+                               f"agent: {message}") from None
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise ServiceError(502, "agent_unreachable", f"cannot reach the agent at {address}: {exc}") from None
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import asyncio.sslproto
 import contextlib
 import logging
+import os
+import resource
 import signal
 import ssl
 
@@ -17,15 +20,21 @@ from controller.api.agent_app import build_agent_app
 from controller.api.app import build_app
 from controller.api.events import EventBus
 from controller.config import ControllerConfig
+from controller.gcguard import GcGuard
+from controller.peer_blobs import PeerBlobClient
 from controller.security import cluster_secret
 from controller.security.ca import write_controller_credentials
 from controller.services.duties import Duties, DutyConfig
 from controller.services.runtime import ComputeSettings, Runtime
 from controller.store.raft import RaftStore, RaftTuning
 from shared import pki
+from shared.blobs import BlobDir
 
 log = logging.getLogger("thecloud.controller")
 DUTY_INTERVAL = 0.5
+# Thousands of agents connect at once after a leader change: a deeper accept queue than aiohttp's 128
+# (the kernel caps it at net.core.somaxconn).
+LISTEN_BACKLOG = 4096
 
 
 class ControllerDaemon:
@@ -48,6 +57,7 @@ class ControllerDaemon:
         await store.start()
         runners: list[web.AppRunner] = []
         agent_client: MutualTlsAgentClient | None = None
+        blob_peers: PeerBlobClient | None = None
         advertiser: Advertiser | None = None
         try:
             rt = Runtime(store, secret)
@@ -57,6 +67,9 @@ class ControllerDaemon:
             cert, key, ca = write_controller_credentials(rt.ca, f"{cfg.data_dir}/tls", cfg.agent_api_address)
             agent_client = MutualTlsAgentClient(pki.client_context(cert, key, ca))
             rt.agent_client = agent_client
+            rt.images = BlobDir(os.path.join(cfg.data_dir, "images"))
+            blob_peers = PeerBlobClient(pki.client_context(cert, key, ca))
+            rt.blob_peers = blob_peers
             await self._serve(runners, build_app(rt, bus), cfg.api, self._ssl())
             await self._serve(runners, build_agent_app(rt), cfg.agent_api_address, pki.server_context(cert, key, ca))
             if cfg.zeroconf_address:
@@ -67,7 +80,10 @@ class ControllerDaemon:
             duties = Duties(rt, DutyConfig(api_address=cfg.api, admin_key_file=cfg.admin_key_file,
                                            restore_file=datadir.restore_path(cfg.data_dir),
                                            agent_address=cfg.agent_api_address))
-            await self._duty_loop(duties)
+            try:
+                await self._duty_loop(duties)
+            finally:
+                await duties.close()
         finally:
             if advertiser is not None:
                 await advertiser.stop()
@@ -75,6 +91,8 @@ class ControllerDaemon:
                 await runner.cleanup()
             if agent_client is not None:
                 await agent_client.close()
+            if blob_peers is not None:
+                await blob_peers.close()
             await store.stop()
             log.info("controller stopped")
 
@@ -85,11 +103,14 @@ class ControllerDaemon:
         await runner.setup()
         runners.append(runner)
         host, port = address.rsplit(":", 1)
-        await web.TCPSite(runner, host, int(port), ssl_context=ssl_context, reuse_address=True).start()
+        await web.TCPSite(runner, host, int(port), ssl_context=ssl_context, reuse_address=True,
+                          backlog=LISTEN_BACKLOG).start()
 
     async def _duty_loop(self, duties: Duties) -> None:
         last = ""
+        gc_guard = GcGuard().install()
         while not self._stop.is_set():
+            gc_guard.freeze_if_due()
             reason = await duties.run_once()
             if reason != last:
                 log.info("duties: %s", reason)
@@ -106,7 +127,34 @@ class ControllerDaemon:
         return ctx
 
 
+def raise_open_files_limit() -> int:
+    """Every agent keeps a connection to the leader: lift the soft open-files limit to the hard one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError) as exc:
+            log.warning("could not raise the open-files limit from %d: %s", soft, exc)
+    return soft
+
+
+# asyncio allocates (and zero-fills) a read buffer of SSLProtocol.max_size, 256 KiB, for every TLS connection,
+# and asks OpenSSL for that much on every read (which returns one record, 16 KiB at most, anyway). The leader
+# keeps a connection per agent: with 10,000 agents that was 2.5 GiB of buffers (and a large allocation per
+# read). One TLS record's worth is enough.
+TLS_READ_BUFFER = 16 * 1024
+
+
+def small_tls_buffers() -> None:
+    asyncio.sslproto.SSLProtocol.max_size = TLS_READ_BUFFER
+
+
 def serve(config: ControllerConfig) -> None:
+    raise_open_files_limit()
+    small_tls_buffers()
+
     async def main() -> None:
         daemon = ControllerDaemon(config)
         loop = asyncio.get_running_loop()

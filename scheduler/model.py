@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
-from functools import cached_property
+from dataclasses import dataclass, field
 
 RESOURCE_CLASSES = ("vcpu", "memory_mb", "disk_gb")
 HOST_STATES = ("up", "down", "fencing")
@@ -22,11 +21,18 @@ class Inventory:
     reserved: int = 0
     allocation_ratio: float = 1.0
 
-    # Cached (not a dataclass field, so asdict/eq/repr are unaffected): it is read for every host looked at, and
-    # after the first read it costs a plain attribute lookup.
-    @cached_property
-    def capacity(self) -> int:
-        return max(0, math.floor((self.total - self.reserved) * self.allocation_ratio))
+    # Derived (not compared, not shown), computed once in __post_init__: it is read for every host looked at, and
+    # inventories are built often (for each claim checked in apply, each view built), so a lazily cached property
+    # (with its lock on the first read) costs more than computing it at once.
+    capacity: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "capacity", usable(self.total, self.reserved, self.allocation_ratio))
+
+
+def usable(total: int, reserved: int = 0, allocation_ratio: float = 1.0) -> int:
+    """Placement's capacity of one resource class: (total - reserved) * allocation_ratio, rounded down, >= 0."""
+    return max(0, math.floor((total - reserved) * allocation_ratio))
 
 
 @dataclass

@@ -8,10 +8,13 @@ the way, so a scan that finds nothing has already done the full pass the explana
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Iterator, Sequence
 
+from scheduler.claims import add
 from scheduler.filters import Filter, active_filters
 from scheduler.model import HostView, PlacementRequest, WeightSettings
 from scheduler.weighers import weigh
@@ -23,12 +26,14 @@ _RNG = random.Random()  # noqa: S311
 
 class NoValidHost(Exception):
     """No host passed every filter. ``counts``: filter key -> hosts it rejected (each host once, by the first
-    filter that rejected it); ``total``: hosts considered."""
+    filter that rejected it); ``total``: hosts considered; ``placed``: for ``select_many``, how many of the
+    requested placements were made before this one failed."""
 
-    def __init__(self, counts: dict[str, int], total: int) -> None:
-        super().__init__(counts, total)
+    def __init__(self, counts: dict[str, int], total: int, placed: int = 0) -> None:
+        super().__init__(counts, total, placed)
         self.counts = counts
         self.total = total
+        self.placed = placed
 
     def __str__(self) -> str:
         parts = ", ".join(f"{k} {v}" for k, v in sorted(self.counts.items(), key=lambda kv: (-kv[1], kv[0])))
@@ -55,6 +60,116 @@ def select_host(hosts: Sequence[HostView], request: PlacementRequest,
     weights = weigh(feasible, request, settings)
     top = max(weights)
     best = [h for h, w in zip(feasible, weights, strict=True) if w == top]
+    return best[0] if len(best) == 1 else rng.choice(best)
+
+
+def select_many(hosts: Sequence[HostView], request: PlacementRequest, count: int,
+                settings: WeightSettings = _DEFAULT_SETTINGS, rng: random.Random | None = None) -> list[HostView]:
+    """``count`` placements of the same request, each counting the claims of the ones before; the hosts chosen, in
+    order (a host appears once per placement on it). ``hosts`` are not modified.
+
+    Like ``count`` calls of :func:`select_host` with each choice claimed in between, but cheaper: one random walk
+    over the hosts feeds a window of ``candidate_limit`` feasible candidates, and each placement takes the best
+    of the window. The host just chosen stays in it (with its new claim, as the newest candidate: pack keeps
+    filling it), and the oldest candidate makes room for one fresh host from the walk, so the batch spreads over
+    the fleet like separate placements would (those that leave the window are looked at again once the walk
+    has visited every host). A placement thus costs one weighing of the window and a look at one or two hosts,
+    not a scan of several. Without a candidate limit, or for a server-group policy (whose members must see each
+    other's choices), it is exactly the loop of :func:`select_host` calls.
+
+    Raises NoValidHost (``placed``: how many were placed before) when one of them finds no host.
+    """
+    if rng is None:
+        rng = _RNG
+    limit = settings.candidate_limit
+    claimed: dict[str, HostView] = {}  # host id -> its view with this call's claims
+    view = _Claimed(hosts, claimed)
+    chosen: list[HostView] = []
+    if limit is None or request.group_policy is not None:
+        for placed in range(count):
+            req = request
+            if request.group_policy is not None:
+                req = dataclasses.replace(request, group_hosts=request.group_hosts | {h.id for h in chosen})
+            try:
+                host = select_host(view, req, settings, rng)
+            except NoValidHost as exc:
+                raise NoValidHost(exc.counts, exc.total, placed) from None
+            chosen.append(_claim(claimed, host, request))
+        return chosen
+    filters = active_filters(request)
+
+    def fits(host: HostView) -> bool:
+        return all(f.reject(host, request) is None for f in filters)
+
+    n = len(hosts)
+    start, stride = _random_walk(n, rng)
+    walked = 0
+    later: deque[HostView] = deque()  # feasible hosts that left the window for a fresh one: looked at again last
+
+    def fresh() -> HostView | None:
+        nonlocal start, walked
+        while walked < n:
+            host = view[start]
+            walked += 1
+            start += stride
+            if start >= n:
+                start -= n
+            if fits(host):
+                return host
+        while later:
+            host = later.popleft()
+            host = claimed.get(host.id, host)
+            if fits(host):
+                return host
+        return None
+
+    window: list[HostView] = []  # oldest first
+    for placed in range(count):
+        while len(window) < limit and (candidate := fresh()) is not None:
+            window.append(candidate)
+        if not window:
+            why = explain(view, request)
+            raise NoValidHost(why.counts, why.total, placed)
+        host = _claim(claimed, window.pop(_best(window, request, settings, rng)), request)
+        chosen.append(host)
+        if fits(host):
+            window.append(host)  # it stays a candidate (as the newest): pack keeps filling it
+        if len(window) >= limit and walked < n:  # spread over the fleet: the oldest candidate makes room
+            later.append(window.pop(0))
+    return chosen
+
+
+class _Claimed(Sequence[HostView]):
+    """``hosts`` with the views of the hosts claimed on so far replaced."""
+
+    def __init__(self, hosts: Sequence[HostView], claimed: dict[str, HostView]) -> None:
+        self._hosts = hosts
+        self._claimed = claimed
+
+    def __len__(self) -> int:
+        return len(self._hosts)
+
+    def __getitem__(self, index: int) -> HostView:  # type: ignore[override]
+        host = self._hosts[index]
+        return self._claimed.get(host.id, host) if self._claimed else host
+
+    def __iter__(self) -> Iterator[HostView]:
+        for i in range(len(self._hosts)):
+            yield self[i]
+
+
+def _claim(claimed: dict[str, HostView], host: HostView, request: PlacementRequest) -> HostView:
+    new = dataclasses.replace(host, used=add(host.used, request.resources), instance_count=host.instance_count + 1)
+    claimed[host.id] = new
+    return new
+
+
+def _best(window: list[HostView], request: PlacementRequest, settings: WeightSettings, rng: random.Random) -> int:
+    if len(window) == 1:
+        return 0
+    weights = weigh(window, request, settings)
+    top = max(weights)
+    best = [i for i, w in enumerate(weights) if w == top]
     return best[0] if len(best) == 1 else rng.choice(best)
 
 

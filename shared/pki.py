@@ -61,6 +61,8 @@ def server_context(cert_file: str, key_file: str, ca_file: str) -> ssl.SSLContex
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=ca_file)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.verify_mode = ssl.CERT_REQUIRED
+    # the peer of a connection never changes (servers cache the host id read from its certificate)
+    ctx.options |= ssl.OP_NO_RENEGOTIATION
     ctx.load_cert_chain(cert_file, key_file)
     return ctx
 

@@ -10,6 +10,8 @@ Post-conditions every driver keeps:
 - ``start``, ``stop``, ``reboot`` and ``delete`` are idempotent; ``delete`` of an unknown id is a no-op and
   ``stop``/``start`` of an unknown id raise :class:`InstanceNotFound`.
 - Nothing that is not labelled with this driver's host id is ever listed, changed or deleted.
+- ``exec_session`` and ``console_session`` return a :class:`Session` (interactive byte streams, used by the
+  agent's WebSocket routes); a driver that cannot do one raises :class:`NotSupported` before anything starts.
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ class InstanceSpec:
     boot_kernel: str | None = None  # VMs: direct kernel boot instead of booting the disk
     boot_initrd: str | None = None
     boot_cmdline: str = ""
+    image_format: str = ""  # VMs: the base image's registered format (qcow2 | raw); "" = let qemu-img tell
 
 
 @dataclass
@@ -80,6 +83,38 @@ class ActualInstance:
 class ExecResult:
     exit_code: int
     output: bytes
+
+
+class Session(ABC):
+    """An interactive byte stream: a process started by ``Driver.exec_session`` or a serial console.
+
+    - ``async for chunk in session`` yields output (stdout and stderr as the process wrote them) until the
+      process ended or the console went away (the VM stopped), or until ``close``. Iterate from one task only.
+    - ``exit_code`` is the process's exit status once iteration ended; None while it runs, for a console, or
+      when the engine could not tell (the session was closed first).
+    - ``send`` writes to the process's stdin (the console's input); raises :class:`DriverError` once the session
+      ended. ``close_stdin`` ends the input: the process reads end-of-file. ``resize`` sets the terminal size of a
+      tty session (a no-op elsewhere).
+    - ``close`` ends the session at once (a process that still runs is killed where the engine allows it); it is
+      idempotent, and every session must be closed, also after its output ended.
+    """
+
+    exit_code: int | None = None
+
+    @abstractmethod
+    def __aiter__(self) -> AsyncIterator[bytes]: ...
+
+    @abstractmethod
+    async def send(self, data: bytes) -> None: ...
+
+    async def close_stdin(self) -> None:  # noqa: B027 - optional: a console has no end of input
+        """The process reads end-of-file from now on."""
+
+    async def resize(self, rows: int, cols: int) -> None:  # noqa: B027 - optional: only tty sessions have a size
+        """The terminal's new size (tty sessions)."""
+
+    @abstractmethod
+    async def close(self) -> None: ...
 
 
 class Driver(ABC):
@@ -124,8 +159,21 @@ class Driver(ABC):
     async def exec(self, instance_id: str, command: list[str],
                    timeout: float = 30.0) -> ExecResult: ...  # noqa: ASYNC109 - handed to the engine's own API
 
+    async def resize(self, instance_id: str, vcpus: int, memory_mb: int) -> None:
+        """Applies new CPU and memory limits to a running or stopped instance, keeping its disk."""
+        raise NotSupported(f"driver {self.name} cannot resize an existing instance yet")
+
     async def console(self, instance_id: str) -> bytes:
         """The serial console output so far (VMs)."""
+        raise NotSupported(f"driver {self.name} has no serial console")
+
+    async def exec_session(self, instance_id: str, command: list[str], tty: bool = False) -> Session:
+        """Starts ``command`` in the running instance with stdin attached (and a pseudo-terminal with ``tty``;
+        without one, stdout and stderr arrive interleaved). The session has no time limit."""
+        raise NotSupported(f"driver {self.name} cannot run interactive commands")
+
+    async def console_session(self, instance_id: str) -> Session:
+        """The serial console of a running VM, interactively (output from now on; see ``console`` for the past)."""
         raise NotSupported(f"driver {self.name} has no serial console")
 
     async def close(self) -> None:  # noqa: B027 - optional hook, most drivers hold nothing

@@ -43,7 +43,9 @@ from agent.drivers.base import (
     InstanceNotFound,
     InstanceSpec,
     NotSupported,
+    Session,
 )
+from agent.drivers.docker_session import DockerExecSession
 
 LABEL_INSTANCE = "thecloud.instance"
 LABEL_GENERATION = "thecloud.generation"
@@ -348,6 +350,19 @@ class DockerDriver(Driver):
 
         await self._with_current(instance_id, reboot)
 
+    async def resize(self, instance_id: str, vcpus: int, memory_mb: int) -> None:
+        """Live: docker updates the cgroup limits. Swap stays at docker's default for a new container (2x)."""
+
+        async def update(c: _Container) -> None:
+            memory = memory_mb * _MIB
+            # docker-py's update_container() knows no NanoCpus (what create set), so the Engine API is
+            # called directly: POST /containers/{id}/update.
+            limits = {"NanoCpus": int(vcpus * 1_000_000_000), "Memory": memory, "MemorySwap": 2 * memory}
+            await self._call(lambda api: api._result(
+                api._post_json(api._url("/containers/{0}/update", c.id), data=limits), True))
+
+        await self._with_current(instance_id, update)
+
     async def delete(self, instance_id: str) -> None:
         async with self._lock(instance_id):
             for c in await self._containers(instance_id):  # every generation: the id is what counts
@@ -450,6 +465,18 @@ class DockerDriver(Driver):
             raise DriverError(f"exec in instance {instance_id} vanished: {e}") from e
         exit_code = info.get("ExitCode")
         return ExecResult(-1 if exit_code is None else int(exit_code), bytes(output or b""))
+
+    async def exec_session(self, instance_id: str, command: list[str], tty: bool = False) -> Session:
+        """See agent.drivers.docker_session."""
+        c = await self._current(instance_id)
+        if c.status != "running":
+            raise DriverError(f"instance {instance_id} is not running")
+        try:
+            created = await self._call(lambda api: api.exec_create(c.id, command, stdin=True, stdout=True, stderr=True,
+                                                                   tty=tty))
+            return await DockerExecSession.start(self._call, created["Id"], tty)
+        except docker.errors.NotFound as e:
+            raise InstanceNotFound(f"instance {instance_id} not found on host {self.host_id}") from e
 
     async def _kill_exec(self, exec_id: str) -> None:
         """Best effort: kills a timed-out exec's process. Works when dockerd runs on this machine (its Pid is a

@@ -5,6 +5,8 @@ bytes per instance, so one process can hold thousands of fake hosts. The "machin
 instances live in a module-level registry keyed by ``(data_dir, host_id)``, so a new ``FakeDriver`` for the same
 host and data directory (an agent restart) adopts them, while drivers of other hosts never see them.
 
+Interactive sessions (``exec_session``, ``console_session``) are :class:`EchoSession`: they echo their input.
+
 Options (all strings, like every driver option):
 - ``fail_create_for``: comma-separated image names whose ``create`` fails with :class:`DriverError`.
 
@@ -16,6 +18,7 @@ Test and simulator helpers beyond the contract: :meth:`FakeDriver.crash` (the in
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ipaddress
 import itertools
 from collections import deque
@@ -33,6 +36,7 @@ from agent.drivers.base import (
     InstanceNotFound,
     InstanceSpec,
     NotSupported,
+    Session,
 )
 
 _MIB = 1024 * 1024
@@ -46,6 +50,55 @@ _address_counter = itertools.count()
 
 def _next_address() -> str:
     return str(ipaddress.IPv4Address(_ADDRESS_BASE + 1 + next(_address_counter) % _ADDRESS_COUNT))
+
+
+class EchoSession(Session):
+    """The fake's interactive session: it echoes its input. As an exec session (``exits``) a line ``exit N`` ends
+    it with exit code N and the end of its input with 0; as a console it ends only when closed."""
+
+    def __init__(self, exits: bool) -> None:
+        self._exits = exits
+        self._output: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self._line = b""
+        self._ended = False
+
+    def _end(self, exit_code: int | None) -> None:
+        if not self._ended:
+            self._ended = True
+            self.exit_code = exit_code
+            self._output.put_nowait(None)
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        while True:
+            chunk = await self._output.get()
+            if chunk is None:
+                self._output.put_nowait(None)  # a second iteration ends at once too
+                return
+            yield chunk
+
+    async def send(self, data: bytes) -> None:
+        if self._ended:
+            raise DriverError("the session has ended")
+        if not self._exits:
+            self._output.put_nowait(data)
+            return
+        combined, start = self._line + data, 0
+        while (newline := combined.find(b"\n", start)) >= 0:
+            words = combined[start:newline].split()
+            if len(words) == 2 and words[0] == b"exit" and words[1].isdigit():  # like a shell: nothing after it
+                self._output.put_nowait(data[: newline + 1 - len(self._line)])
+                self._end(int(words[1]) % 256)
+                return
+            start = newline + 1
+        self._output.put_nowait(data)
+        self._line = combined[start:]
+
+    async def close_stdin(self) -> None:
+        if self._exits:
+            self._end(0)
+
+    async def close(self) -> None:
+        self._end(self.exit_code)
 
 
 class _FakeInstance:
@@ -149,6 +202,11 @@ class FakeDriver(Driver):
         inst = self._get(instance_id)
         inst.set_state(RUNNING, "rebooted")
 
+    async def resize(self, instance_id: str, vcpus: int, memory_mb: int) -> None:
+        inst = self._get(instance_id)
+        inst.spec = dataclasses.replace(inst.spec, vcpus=vcpus, memory_mb=memory_mb)
+        inst.log.append(f"resized to {vcpus} vcpu, {memory_mb} MiB\n".encode())
+
     async def delete(self, instance_id: str) -> None:
         self._remove(instance_id)
 
@@ -182,6 +240,19 @@ class FakeDriver(Driver):
         if inst.state != RUNNING:
             raise DriverError(f"instance {instance_id} is not running")
         return ExecResult(0, (" ".join(command) + "\n").encode())
+
+    async def exec_session(self, instance_id: str, command: list[str], tty: bool = False) -> Session:
+        if self._get(instance_id).state != RUNNING:
+            raise DriverError(f"instance {instance_id} is not running")
+        return EchoSession(exits=True)
+
+    async def console_session(self, instance_id: str) -> Session:
+        inst = self._get(instance_id)
+        if inst.spec.kind != "vm":
+            raise NotSupported(f"instance {instance_id} is a {inst.spec.kind}; only VMs have a serial console")
+        if inst.state != RUNNING:
+            raise DriverError(f"instance {instance_id} is not running")
+        return EchoSession(exits=False)
 
     async def console(self, instance_id: str) -> bytes:
         inst = self._get(instance_id)

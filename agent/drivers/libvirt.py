@@ -8,13 +8,10 @@ element in the driver's own namespace (:data:`agent.drivers.libvirt_xml.METADATA
 generation, host id, tenant and name. Only domains whose metadata names this driver's host id are ever
 listed, changed or deleted, so several agents (with different host ids) can share one libvirtd.
 
-Per instance (``<instances_dir>/<id>-g<generation>/``):
-- ``disk.qcow2``: a qcow2 overlay on the instance's base image (``spec.image_path``, qcow2 or raw), grown to
-  ``disk_gb`` when that is larger than the base image;
-- ``seed.iso``: a cloud-init NoCloud seed (label ``cidata``: meta-data, user-data, network-config), attached
-  read-only as the second virtio disk;
-- ``console.log``: the serial console, written by virtlogd (the same serial port is also a pty, so
-  ``virsh console`` works).
+Per instance (``<instances_dir>/<id>-g<generation>/``): ``disk.qcow2`` (an overlay on the base image),
+``seed.iso`` (cloud-init NoCloud) and ``console.log`` (the serial console, written by virtlogd; the same
+serial port is also a pty, so ``virsh console`` works); see :mod:`agent.drivers.libvirt_disks`. Host probes
+(KVM or TCG, the QEMU user) are in :mod:`agent.drivers.libvirt_host`, this module runs the domains.
 
 Options (strings):
 - ``libvirt_uri``: default ``qemu:///system``.
@@ -31,28 +28,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
-import fcntl
-import json
 import os
-import platform
 import re
 import shutil
-import stat
 import threading
 import time
-import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
 import libvirt
 
-from agent.drivers import cloudinit
+from agent.drivers import libvirt_disks as disks
+from agent.drivers import libvirt_pty
 from agent.drivers.base import (
-    ERROR,
-    RUNNING,
-    STOPPED,
     ActualInstance,
     Driver,
     DriverError,
@@ -60,7 +49,18 @@ from agent.drivers.base import (
     InstanceNotFound,
     InstanceSpec,
     NotSupported,
+    Session,
 )
+from agent.drivers.libvirt_console import CONSOLE_MAX, read_from, read_tail
+from agent.drivers.libvirt_domains import (
+    ACTIVE_STATES,
+    actual_state,
+    destroy_undefine,
+    error_text,
+    no_domain,
+    still_active,
+)
+from agent.drivers.libvirt_host import check_reachable, detect_virt_type, libvirt_arch
 from agent.drivers.libvirt_xml import (
     METADATA_NS,
     VIRT_TYPES,
@@ -74,51 +74,12 @@ from agent.drivers.libvirt_xml import (
 )
 
 _T = TypeVar("_T")
-_GIB = 1024**3
 _ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
-_KVM_GET_API_VERSION = 0xAE00
-_KVM_API_VERSION = 12
-_CONSOLE_MAX = 4 * 1024 * 1024  # console() returns at most the last 4 MiB
 _LOG_POLL = 0.5
 _DEFAULT_CMDLINE = "console=ttyS0"
 
 # libvirt prints every error to stderr unless a handler is registered; errors reach us as exceptions anyway.
 libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
-
-_STATE_NAMES = {
-    libvirt.VIR_DOMAIN_NOSTATE: "no state",
-    libvirt.VIR_DOMAIN_RUNNING: "running",
-    libvirt.VIR_DOMAIN_BLOCKED: "blocked",
-    libvirt.VIR_DOMAIN_PAUSED: "paused",
-    libvirt.VIR_DOMAIN_SHUTDOWN: "shutting down",
-    libvirt.VIR_DOMAIN_SHUTOFF: "shut off",
-    libvirt.VIR_DOMAIN_CRASHED: "crashed",
-    libvirt.VIR_DOMAIN_PMSUSPENDED: "suspended by the guest",
-}
-_SHUTOFF_REASONS = {
-    libvirt.VIR_DOMAIN_SHUTOFF_SHUTDOWN: "the guest shut down",
-    libvirt.VIR_DOMAIN_SHUTOFF_DESTROYED: "destroyed",
-    libvirt.VIR_DOMAIN_SHUTOFF_CRASHED: "the guest crashed",
-    libvirt.VIR_DOMAIN_SHUTOFF_FAILED: "QEMU failed to start",
-}
-_ACTIVE_STATES = (
-    libvirt.VIR_DOMAIN_RUNNING,
-    libvirt.VIR_DOMAIN_BLOCKED,
-    libvirt.VIR_DOMAIN_PAUSED,
-    libvirt.VIR_DOMAIN_SHUTDOWN,
-    libvirt.VIR_DOMAIN_PMSUSPENDED,
-)
-
-
-def _error_text(e: BaseException) -> str:
-    if isinstance(e, libvirt.libvirtError):
-        return str(e.get_error_message() or e)
-    return str(e) or type(e).__name__
-
-
-def _no_domain(e: libvirt.libvirtError) -> bool:
-    return bool(e.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN)
-
 
 def valid_instance_id(instance_id: str) -> bool:
     return bool(_ID_RE.fullmatch(instance_id))
@@ -133,111 +94,7 @@ class _Dom:
 
     @property
     def active(self) -> bool:
-        return self.state in _ACTIVE_STATES
-
-
-def _actual_state(state: int, reason: int) -> tuple[str, str]:
-    name = _STATE_NAMES.get(state, f"state {state}")
-    if state in (libvirt.VIR_DOMAIN_RUNNING, libvirt.VIR_DOMAIN_BLOCKED, libvirt.VIR_DOMAIN_SHUTDOWN):
-        return RUNNING, name
-    if state == libvirt.VIR_DOMAIN_SHUTOFF:
-        why = _SHUTOFF_REASONS.get(reason)
-        if reason in (libvirt.VIR_DOMAIN_SHUTOFF_CRASHED, libvirt.VIR_DOMAIN_SHUTOFF_FAILED):
-            return ERROR, f"{name}: {why}"
-        return STOPPED, f"{name}: {why}" if why else name
-    if state == libvirt.VIR_DOMAIN_PMSUSPENDED:
-        return STOPPED, name
-    return ERROR, name  # paused (I/O error, ...), crashed, no state
-
-
-# ---- host probes -------------------------------------------------------------------------------------------
-
-
-def _libvirt_arch() -> str:
-    machine = platform.machine()
-    return {"amd64": "x86_64", "arm64": "aarch64"}.get(machine.lower(), machine)
-
-
-def cpu_has_virtualization(cpuinfo: str, arch: str) -> bool:
-    """x86: KVM needs VMX (Intel) or SVM (AMD) in the CPU flags. Other architectures: not checked here."""
-    if arch not in ("x86_64", "i686"):
-        return True
-    for line in cpuinfo.splitlines():
-        if line.startswith("flags"):
-            flags = set(line.split(":", 1)[-1].split())
-            return bool(flags & {"vmx", "svm"})
-    return False
-
-
-def kvm_answers(path: str = "/dev/kvm", timeout: float = 2.0) -> bool:
-    """Whether ``path`` answers KVM_GET_API_VERSION with the stable API version, within ``timeout``.
-
-    The ioctl runs in a daemon thread: a /dev/kvm that hangs costs this one thread, never the caller.
-    """
-    result: list[bool] = []
-
-    def probe() -> None:
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
-        except OSError:
-            result.append(False)
-            return
-        try:
-            result.append(fcntl.ioctl(fd, _KVM_GET_API_VERSION) == _KVM_API_VERSION)
-        except OSError:
-            result.append(False)
-        finally:
-            os.close(fd)
-
-    thread = threading.Thread(target=probe, name="tc-kvm-probe", daemon=True)
-    thread.start()
-    thread.join(timeout)
-    return bool(result and result[0])
-
-
-def _dac_user(capabilities_xml: str, virt_type: str) -> tuple[int, int] | None:
-    """The uid/gid libvirt runs QEMU as (the DAC security model's base label), if it says so."""
-    try:
-        root = ET.fromstring(capabilities_xml)  # noqa: S314 - from the local libvirtd
-    except ET.ParseError:
-        return None
-    for secmodel in root.iterfind("./host/secmodel"):
-        if (secmodel.findtext("model") or "") != "dac":
-            continue
-        for label in secmodel.iterfind("baselabel"):
-            if label.get("type") == virt_type and label.text:
-                m = re.fullmatch(r"\+?(\d+):\+?(\d+)", label.text.strip())
-                if m:
-                    return int(m.group(1)), int(m.group(2))
-    return None
-
-
-def unreachable_dirs(path: str, uid: int, gid: int) -> list[str]:
-    """The directories above ``path`` that user ``uid``/group ``gid`` cannot traverse (ignoring ACLs)."""
-    if uid == 0:
-        return []
-    bad = []
-    current = os.path.dirname(os.path.abspath(path))
-    while True:
-        try:
-            st = os.stat(current)
-        except OSError:  # not made yet: its parents count
-            st = None
-        if st is None:
-            ok = True
-        elif st.st_uid == uid:
-            ok = bool(st.st_mode & stat.S_IXUSR)
-        elif st.st_gid == gid:
-            ok = bool(st.st_mode & stat.S_IXGRP)
-        else:
-            ok = bool(st.st_mode & stat.S_IXOTH)
-        if not ok:
-            bad.append(current)
-        parent = os.path.dirname(current)
-        if parent == current:
-            break
-        current = parent
-    return bad
+        return self.state in ACTIVE_STATES
 
 
 # ---- the driver --------------------------------------------------------------------------------------------
@@ -277,14 +134,14 @@ class LibvirtDriver(Driver):
             try:
                 self._conn_obj = libvirt.open(self.uri)
             except libvirt.libvirtError as e:
-                raise DriverError(f"cannot connect to libvirt at {self.uri}: {_error_text(e)}") from e
+                raise DriverError(f"cannot connect to libvirt at {self.uri}: {error_text(e)}") from e
             return self._conn_obj
 
     async def _call(self, fn: Callable[..., _T], *args: Any) -> _T:
         try:
             return await asyncio.to_thread(fn, *args)
         except libvirt.libvirtError as e:
-            raise DriverError(f"libvirt: {_error_text(e)}") from e
+            raise DriverError(f"libvirt: {error_text(e)}") from e
 
     def _lock(self, instance_id: str) -> asyncio.Lock:
         lock = self._locks.get(instance_id)
@@ -307,19 +164,11 @@ class LibvirtDriver(Driver):
         return self._virt_type
 
     def _detect_virt_type(self) -> str:
-        arch = _libvirt_arch()
         try:
-            self._conn().getDomainCapabilities(None, arch, None, "kvm", 0)
-        except (libvirt.libvirtError, DriverError):
+            conn = self._conn()
+        except DriverError:
             return "qemu"
-        try:
-            with open("/proc/cpuinfo") as f:
-                cpuinfo = f.read()
-        except OSError:
-            cpuinfo = ""
-        if not cpu_has_virtualization(cpuinfo, arch):
-            return "qemu"
-        return "kvm" if kvm_answers() else "qemu"
+        return detect_virt_type(conn)
 
     # -- finding this host's domains (sync, in worker threads)
 
@@ -361,7 +210,7 @@ class LibvirtDriver(Driver):
                 newest[d.meta.instance_id] = d
         result = []
         for d in newest.values():
-            state, detail = _actual_state(d.state, d.reason)
+            state, detail = actual_state(d.state, d.reason)
             result.append(ActualInstance(d.meta.instance_id, d.meta.generation, state, detail))
         return sorted(result, key=lambda a: a.id)
 
@@ -395,30 +244,16 @@ class LibvirtDriver(Driver):
             await asyncio.shield(asyncio.to_thread(self._cleanup_failed, name, inst_dir))
             if isinstance(exc, DriverError) or not isinstance(exc, Exception):
                 raise
-            raise DriverError(f"creating VM {spec.name or spec.id}: {_error_text(exc)}") from exc
+            raise DriverError(f"creating VM {spec.name or spec.id}: {error_text(exc)}") from exc
 
     async def _build(self, spec: InstanceSpec, name: str, inst_dir: str) -> None:
-        base, kernel, initrd = await asyncio.to_thread(_checked_paths, spec)
+        base, kernel, initrd = await asyncio.to_thread(disks.checked_paths, spec)
         virt_type = await self.virt_type()
-        await asyncio.to_thread(self._make_instance_dir, inst_dir)
-        await self._check_reachable(virt_type, [os.path.join(inst_dir, "disk.qcow2"), base, kernel, initrd])
-
-        info = await _qemu_img_info(base)
-        base_format = str(info.get("format") or "")
-        if base_format not in ("qcow2", "raw"):
-            raise DriverError(f"base image {base} has format {base_format!r}; qcow2 or raw expected")
-        if info.get("backing-filename"):
-            raise DriverError(f"base image {base} has a backing file itself; a self-contained image is expected")
-        disk = os.path.join(inst_dir, "disk.qcow2")
-        cmd = ["qemu-img", "create", "-q", "-f", "qcow2", "-F", base_format, "-b", base, disk]
-        wanted = spec.disk_gb * _GIB
-        if wanted > int(info.get("virtual-size") or 0):
-            cmd.append(str(wanted))
-        await _run(cmd)
-
-        seed_path = os.path.join(inst_dir, "seed.iso")
-        seed = cloudinit.make_seed(spec.id, spec.name, spec.user_data)
-        await asyncio.to_thread(cloudinit.write_seed_iso, seed, seed_path)
+        await asyncio.to_thread(disks.make_instance_dir, self.instances_dir, inst_dir)
+        caps = await self._call(lambda: self._conn().getCapabilities())
+        check_reachable(caps, virt_type, [os.path.join(inst_dir, "disk.qcow2"), base, kernel, initrd])
+        disk = await disks.make_overlay(spec, base, inst_dir)
+        seed_path = await disks.make_seed(spec, inst_dir)
 
         direct = None
         if kernel:
@@ -436,7 +271,7 @@ class LibvirtDriver(Driver):
             console_log=os.path.join(inst_dir, "console.log"),
             direct_boot=direct,
             interfaces=(),  # NICs come from the networking component
-            arch=_libvirt_arch(),
+            arch=libvirt_arch(),
             machine=self.options.get("machine") or None,
             cpu_mode=self.options.get("cpu_mode") or None,
             on_crash="restart" if spec.restart_policy in ("always", "on-failure") else "destroy",
@@ -449,64 +284,16 @@ class LibvirtDriver(Driver):
 
         await self._call(define_and_start)
 
-    def _make_instance_dir(self, inst_dir: str) -> None:
-        if os.path.exists(inst_dir):  # leftovers of an earlier attempt that did not get cleaned up
-            shutil.rmtree(inst_dir)
-        os.makedirs(self.instances_dir, exist_ok=True)
-        # QEMU (libvirt-qemu) must traverse these directories; nobody else may list them.
-        os.chmod(self.instances_dir, 0o711)  # noqa: S103
-        os.mkdir(inst_dir, 0o711)
-        os.chmod(inst_dir, 0o711)  # noqa: S103
-
-    async def _check_reachable(self, virt_type: str, paths: list[str | None]) -> None:
-        caps = await self._call(lambda: self._conn().getCapabilities())
-        user = _dac_user(caps, virt_type)
-        if user is None:
-            return
-        bad: list[str] = []
-        for path in paths:
-            if path:
-                bad += [d for d in unreachable_dirs(path, *user) if d not in bad]
-        if bad:
-            raise DriverError(
-                f"QEMU runs as uid {user[0]} and cannot traverse {', '.join(bad)}: "
-                "give these directories o+x (or choose another instances_dir / image location)"
-            )
-
     def _cleanup_failed(self, name: str, inst_dir: str) -> None:
         with contextlib.suppress(libvirt.libvirtError, DriverError):
             dom = self._conn().lookupByName(name)
             meta = parse_metadata(dom.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, METADATA_NS, 0))
             if meta is not None and meta.host_id == self.host_id:
-                self._destroy_undefine(dom)
+                destroy_undefine(dom)
         shutil.rmtree(inst_dir, ignore_errors=True)
 
-    @staticmethod
-    def _destroy_undefine(dom: Any) -> None:
-        try:
-            if dom.isActive():
-                dom.destroy()
-        except libvirt.libvirtError as e:
-            if not _no_domain(e):
-                raise
-            return
-        flags = 0
-        for flag in ("VIR_DOMAIN_UNDEFINE_MANAGED_SAVE", "VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA",
-                     "VIR_DOMAIN_UNDEFINE_NVRAM", "VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA"):
-            flags |= int(getattr(libvirt, flag, 0))
-        try:
-            dom.undefineFlags(flags)
-        except libvirt.libvirtError as e:
-            if _no_domain(e):
-                return
-            try:
-                dom.undefine()
-            except libvirt.libvirtError as e2:
-                if not _no_domain(e2):
-                    raise
-
     async def _remove(self, d: _Dom) -> None:
-        await self._call(self._destroy_undefine, d.dom)
+        await self._call(destroy_undefine, d.dom)
         await asyncio.to_thread(shutil.rmtree, self.instance_dir(d.meta.instance_id, d.meta.generation), True)
 
     async def _start(self, d: _Dom) -> None:
@@ -519,7 +306,7 @@ class LibvirtDriver(Driver):
             elif state == libvirt.VIR_DOMAIN_CRASHED:
                 d.dom.destroy()
                 d.dom.create()
-            elif state not in _ACTIVE_STATES:
+            elif state not in ACTIVE_STATES:
                 d.dom.create()
 
         await self._call(start)
@@ -533,18 +320,18 @@ class LibvirtDriver(Driver):
             try:
                 return int(d.dom.state(0)[0])
             except libvirt.libvirtError as e:
-                if _no_domain(e):
+                if no_domain(e):
                     return int(libvirt.VIR_DOMAIN_SHUTOFF)
                 raise
 
-        if await self._call(state) not in _ACTIVE_STATES:
+        if await self._call(state) not in ACTIVE_STATES:
             return
         if self.shutdown_timeout > 0:
             with contextlib.suppress(DriverError):  # the guest may not listen: destroy below
                 await self._call(d.dom.shutdown)
             deadline = time.monotonic() + self.shutdown_timeout
             while time.monotonic() < deadline:
-                if await self._call(state) not in _ACTIVE_STATES:
+                if await self._call(state) not in ACTIVE_STATES:
                     return
                 await asyncio.sleep(0.25)
 
@@ -553,7 +340,7 @@ class LibvirtDriver(Driver):
                 if d.dom.isActive():
                     d.dom.destroy()
             except libvirt.libvirtError as e:
-                if not _no_domain(e) and e.get_error_code() != libvirt.VIR_ERR_OPERATION_INVALID:
+                if not no_domain(e) and e.get_error_code() != libvirt.VIR_ERR_OPERATION_INVALID:
                     raise
 
         await self._call(destroy)
@@ -579,7 +366,7 @@ class LibvirtDriver(Driver):
             return
         async with self._lock(instance_id):
             for d in await self._domains(instance_id):
-                await self._call(self._destroy_undefine, d.dom)
+                await self._call(destroy_undefine, d.dom)
             await asyncio.to_thread(self._remove_dirs, instance_id)
 
     def _remove_dirs(self, instance_id: str) -> None:
@@ -595,14 +382,24 @@ class LibvirtDriver(Driver):
     async def console(self, instance_id: str) -> bytes:
         d = await self._newest(instance_id)
         path = self.console_log_path(instance_id, d.meta.generation)
-        return (await asyncio.to_thread(_read_tail_bytes, path, _CONSOLE_MAX))[0]
+        return (await asyncio.to_thread(read_tail, path, CONSOLE_MAX))[0]
+
+    async def console_session(self, instance_id: str) -> Session:
+        """The serial port's pty, interactively: see agent.drivers.libvirt_pty."""
+        d = await self._newest(instance_id)
+        if not await self._call(d.dom.isActive):
+            raise DriverError(f"instance {instance_id} is not running")
+        path = libvirt_pty.pty_path(await self._call(d.dom.XMLDesc, 0))
+        if path is None:
+            raise NotSupported(f"instance {instance_id} has no serial console pty")
+        return libvirt_pty.PtyConsoleSession.open(path, self.console_log_path(instance_id, d.meta.generation))
 
     async def logs(self, instance_id: str, tail: int | None = None, follow: bool = False) -> AsyncIterator[bytes]:
         """The serial console: the last ``tail`` lines (all by default), then, with ``follow``, what the guest
         prints next, until the domain stops or goes away."""
         d = await self._newest(instance_id)
         path = self.console_log_path(instance_id, d.meta.generation)
-        data, offset = await asyncio.to_thread(_read_tail_bytes, path, _CONSOLE_MAX)
+        data, offset = await asyncio.to_thread(read_tail, path, CONSOLE_MAX)
         if tail is not None:
             lines = data.splitlines(keepends=True)
             data = b"".join(lines[-tail:]) if tail > 0 else b""
@@ -613,13 +410,13 @@ class LibvirtDriver(Driver):
         last_check = time.monotonic()
         while True:
             await asyncio.sleep(_LOG_POLL)
-            chunk, offset = await asyncio.to_thread(_read_from, path, offset)
+            chunk, offset = await asyncio.to_thread(read_from, path, offset)
             if chunk:
                 yield chunk
             if time.monotonic() - last_check >= 2.0:
                 last_check = time.monotonic()
-                if not await self._call(_still_active, d.dom):
-                    chunk, offset = await asyncio.to_thread(_read_from, path, offset)
+                if not await self._call(still_active, d.dom):
+                    chunk, offset = await asyncio.to_thread(read_from, path, offset)
                     if chunk:
                         yield chunk
                     return
@@ -633,7 +430,7 @@ class LibvirtDriver(Driver):
         limit = int(info[1]) * 1024
         stats: dict[str, Any] = {"cpu_percent": 0.0, "memory_bytes": 0, "memory_limit_bytes": limit,
                                  "vcpus": int(info[3]), "cpu_time_ns": int(info[4])}
-        if info[0] not in _ACTIVE_STATES:
+        if info[0] not in ACTIVE_STATES:
             return stats
         t1, cpu1 = time.monotonic_ns(), int(info[4])
         await asyncio.sleep(0.5)
@@ -669,80 +466,3 @@ class LibvirtDriver(Driver):
 
 
 # ---- helpers -----------------------------------------------------------------------------------------------
-
-
-def _checked_paths(spec: InstanceSpec) -> tuple[str, str | None, str | None]:
-    """The absolute paths of the base image, kernel and initrd; DriverError when one is missing."""
-    label = spec.name or spec.id
-    if not spec.image_path:
-        raise DriverError(f"VM {label}: no base image (image_path) given")
-    if spec.boot_initrd and not spec.boot_kernel:
-        raise DriverError(f"VM {label}: an initrd needs a kernel (boot_kernel)")
-    paths: list[str | None] = []
-    for what, path in (("base image", spec.image_path), ("kernel", spec.boot_kernel), ("initrd", spec.boot_initrd)):
-        if path and not os.path.isfile(path):
-            raise DriverError(f"VM {label}: {what} {path} does not exist")
-        paths.append(os.path.abspath(path) if path else None)
-    return str(paths[0]), paths[1], paths[2]
-
-
-def _still_active(dom: Any) -> bool:
-    try:
-        return bool(dom.isActive())
-    except libvirt.libvirtError as e:
-        if _no_domain(e):
-            return False
-        raise
-
-
-def _read_tail_bytes(path: str, limit: int) -> tuple[bytes, int]:
-    """The last ``limit`` bytes of ``path`` (b"" if missing) and the offset reading ended at."""
-    try:
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            start = max(0, size - limit)
-            f.seek(start)
-            data = f.read()
-            return data, start + len(data)
-    except FileNotFoundError:
-        return b"", 0
-
-
-def _read_from(path: str, offset: int) -> tuple[bytes, int]:
-    """What was appended to ``path`` since ``offset``; starts over when the file was truncated or rotated."""
-    try:
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            if size < offset:
-                offset = 0
-            f.seek(offset)
-            data = f.read(_CONSOLE_MAX)
-            return data, offset + len(data)
-    except FileNotFoundError:
-        return b"", 0
-
-
-async def _run(cmd: list[str]) -> str:
-    try:
-        proc = await asyncio.create_subprocess_exec(
-            *cmd, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-        )
-    except OSError as e:
-        if e.errno == errno.ENOENT:
-            raise DriverError(f"{cmd[0]} is not installed (Debian: qemu-utils)") from e
-        raise DriverError(f"{cmd[0]}: {e}") from e
-    out, err = await proc.communicate()
-    if proc.returncode != 0:
-        raise DriverError(f"{cmd[0]} {cmd[1]} failed: {err.decode(errors='replace').strip()}")
-    return out.decode(errors="replace")
-
-
-async def _qemu_img_info(path: str) -> dict[str, Any]:
-    out = await _run(["qemu-img", "info", "-U", "--output=json", path])
-    try:
-        info = json.loads(out)
-    except ValueError as e:
-        raise DriverError(f"qemu-img info {path}: unreadable answer") from e
-    if not isinstance(info, dict):
-        raise DriverError(f"qemu-img info {path}: unreadable answer")
-    return info

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import weakref
 from typing import Any
 
 import msgpack
@@ -15,18 +16,29 @@ from controller.services.errors import ServiceError
 from controller.services.runtime import Runtime
 from controller.store.base import StoreUnavailable
 from shared import pki
+from shared.blobs import valid_sha256
 
 log = logging.getLogger("thecloud.agent_api")
 MSGPACK = "application/msgpack"
 MAX_BODY_BYTES = 8 * 1024 * 1024
 
 
+# A connection's verified peer never changes: its host id is read from the certificate once per connection
+# (getpeercert() decodes the whole certificate, which would otherwise be repeated on every heartbeat).
+_PEERS: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+
+
 def _host_id(request: web.Request) -> str:
     ssl_object = request.transport.get_extra_info("ssl_object") if request.transport else None
-    name = pki.peer_common_name(ssl_object.getpeercert() if ssl_object else None)
-    if not name or not name.startswith(pki.HOST_CN_PREFIX):
+    if ssl_object is None:
         raise ServiceError(403, "forbidden", "a host certificate is required")
-    return name[len(pki.HOST_CN_PREFIX):]
+    host_id = _PEERS.get(ssl_object)
+    if host_id is None:
+        name = pki.peer_common_name(ssl_object.getpeercert())
+        if not name or not name.startswith(pki.HOST_CN_PREFIX):
+            raise ServiceError(403, "forbidden", "a host certificate is required")
+        host_id = _PEERS[ssl_object] = name[len(pki.HOST_CN_PREFIX):]
+    return host_id
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
@@ -55,6 +67,36 @@ async def _errors(request: web.Request, handler: Any) -> web.StreamResponse:
                               "agent", {"X-Leader": exc.leader_agent_address or ""})
     except StoreUnavailable as err:
         return error_response(503, "unavailable", err.message, "agent", {"Retry-After": "1"})
+
+
+def _host_or_controller(request: web.Request) -> str:
+    """Image blobs are for hosts (their agents' caches) and for the other controllers (replication)."""
+    ssl_object = request.transport.get_extra_info("ssl_object") if request.transport else None
+    name = pki.peer_common_name(ssl_object.getpeercert() if ssl_object else None)
+    if not name or not (name.startswith(pki.HOST_CN_PREFIX) or name == pki.CONTROLLER_CN):
+        raise ServiceError(403, "forbidden", "a host or controller certificate is required")
+    return name
+
+
+async def image_blob(request: web.Request) -> web.StreamResponse:
+    """Streams a blob this controller holds; else redirects (307) to a controller that holds it."""
+    _host_or_controller(request)
+    rt = request.app[RUNTIME]
+    sha = request.match_info["sha256"]
+    if not valid_sha256(sha):
+        raise ServiceError(400, "bad_request", "not a sha256")
+    if rt.images is not None and rt.images.has(sha):
+        return web.FileResponse(rt.images.path(sha), headers={"Content-Type": "application/octet-stream",
+                                                              "X-Sha256": sha})
+    with rt.view() as data:
+        blob = data.image_blobs.get(sha)
+        me = rt.store.status().self_address
+        holders = [str(a) for h in (blob or {}).get("holders", ())
+                   if h != me and (a := data.members.get(h, {}).get("agent_address"))]
+    if not holders:
+        raise ServiceError(404, "not_found", f"no controller holds blob {sha}")
+    raise web.HTTPTemporaryRedirect(f"https://{holders[0]}/agent/v1/images/{sha}",
+                                    headers={"X-Holders": ",".join(holders)})
 
 
 async def heartbeat(request: web.Request) -> web.StreamResponse:
@@ -87,4 +129,5 @@ def build_agent_app(rt: Runtime) -> web.Application:
     app.router.add_post("/agent/v1/heartbeat", heartbeat)
     app.router.add_get("/agent/v1/desired", desired)
     app.router.add_post("/agent/v1/report", report)
+    app.router.add_get("/agent/v1/images/{sha256}", image_blob)
     return app

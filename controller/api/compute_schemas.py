@@ -8,6 +8,7 @@ from pydantic import Field, model_validator
 
 from controller.api.schemas import Name, Request, Response
 
+NAME_MAX_LENGTH = 64  # of schemas.Name
 ImageRef = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/:@+-]*$")]
 Zone = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
 Trait = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_:.-]+$")]
@@ -68,8 +69,9 @@ class PortMapping(Request):
     protocol: Literal["tcp", "udp"] = "tcp"
 
 
-class InstanceCreate(Request):
-    name: Name
+class InstanceTemplate(Request):
+    """Everything of InstanceCreate but the name (the body of a batch's ``template``)."""
+
     image: ImageRef
     kind: Literal["container", "vm"] = "container"
     instance_type: Name | None = None
@@ -89,10 +91,27 @@ class InstanceCreate(Request):
                         Field(max_length=64)] = {}
 
     @model_validator(mode="after")
-    def _unique_host_ports(self) -> InstanceCreate:
+    def _unique_host_ports(self) -> InstanceTemplate:
         seen = [(p.host_port, p.protocol) for p in self.ports]
         if len(seen) != len(set(seen)):
             raise ValueError("ports: a host port appears twice")
+        return self
+
+
+class InstanceCreate(InstanceTemplate):
+    name: Name
+
+
+class InstanceBatchCreate(Request):
+    template: InstanceTemplate
+    name_prefix: Name
+    count: Annotated[int, Field(ge=1, le=1000)]
+
+    @model_validator(mode="after")
+    def _names_fit(self) -> InstanceBatchCreate:
+        if len(f"{self.name_prefix}-{self.count}") > NAME_MAX_LENGTH:
+            raise ValueError(f"name_prefix: too long for {self.count} names (`{{prefix}}-{{i}}` must be at most "
+                             f"{NAME_MAX_LENGTH} characters)")
         return self
 
 
@@ -100,6 +119,19 @@ class InstanceUpdate(Request):
     tags: Annotated[list[Tag], Field(max_length=50)] | None = None
     metadata: Annotated[dict[Annotated[str, Field(max_length=64)], Annotated[str, Field(max_length=1024)]],
                         Field(max_length=64)] | None = None
+
+
+class InstanceResize(Request):
+    instance_type: Name | None = None
+    vcpus: Annotated[int, Field(ge=1, le=512)] | None = None
+    memory_mb: Annotated[int, Field(ge=16, le=4 * 1024 * 1024)] | None = None
+    disk_gb: Annotated[int, Field(ge=1, le=65536)] | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> InstanceResize:
+        if all(v is None for v in (self.instance_type, self.vcpus, self.memory_mb, self.disk_gb)):
+            raise ValueError("give instance_type or at least one of vcpus, memory_mb, disk_gb")
+        return self
 
 
 class Instance(Response):

@@ -44,12 +44,12 @@ def make_handler(route: Route, rule: Rule) -> Handler:
                 raise ApiError(err.status, err.code, err.message,
                                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}) from None
             if not allows(rule, caller.role, caller.is_cluster_admin):
-                if route.mutating:
+                if route.audited:
                     await rt.record_refusal(RequestContext(request_id, caller), route.action, _target(request), 403)
                 needed = "the cluster admin" if rule.cluster_admin else "role " + "/".join(sorted(rule.roles))
                 raise ApiError(403, "forbidden", f"{route.method} {route.path} needs {needed}; "
                                                  f"you are {caller.role} in tenant {caller.tenant_name!r}")
-        raw = await request.read() if route.mutating or route.body is not None else b""
+        raw = await request.read() if (route.mutating or route.body is not None) and not route.stream_body else b""
         rc = RequestContext(request_id=request_id, caller=caller, stale=_flag(request, "stale"))
         key = request.headers.get("Idempotency-Key")
         if key is not None and route.mutating:
@@ -60,7 +60,7 @@ def make_handler(route: Route, rule: Rule) -> Handler:
         try:
             return await route.handler(ApiRequest(request, rt, rc, raw))
         except ServiceError as err:
-            if route.mutating and not rule.public and not err.audited:
+            if route.audited and not rule.public and not err.audited:
                 # refused before it became a command (tenant scope, visibility, membership): audit it too
                 await rt.record_refusal(RequestContext(request_id, caller), route.action, _target(request),
                                         err.status)

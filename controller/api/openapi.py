@@ -22,6 +22,8 @@ QUERY_SCHEMAS: dict[str, dict[str, Any]] = {
     "until": {"type": "string", "format": "date-time"},
     "outcome": {"type": "string", "enum": ["success", "denied", "failed"]},
     "after": {"type": "string", "pattern": "^[0-9]{1,18}$"},
+    "command": {"type": "array", "items": {"type": "string", "maxLength": 4096}, "minItems": 1, "maxItems": 256},
+    "tty": {"type": "boolean"},
 }
 
 
@@ -48,7 +50,7 @@ def _operation(route: Route, keys: dict[Any, Any]) -> dict[str, Any]:
     ok: dict[str, Any] = {"description": "success"}
     if route.response is not None:
         ok["content"] = {"application/json": {"schema": keys[(route.response, "serialization")]}}
-    elif route.status != 204:
+    elif route.status not in (101, 204):  # 101: a WebSocket, no body
         ok["content"] = {route.content_type: {"schema": {"type": "string"}}}
     error = {"description": "error", "content": {"application/json": {"schema": keys[(ErrorBody, "serialization")]}}}
     op: dict[str, Any] = {
@@ -63,6 +65,10 @@ def _operation(route: Route, keys: dict[Any, Any]) -> dict[str, Any]:
     if route.body is not None:
         op["requestBody"] = {"required": True,
                              "content": {"application/json": {"schema": keys[(route.body, "validation")]}}}
+    elif route.stream_body:
+        op["requestBody"] = {"required": True,
+                             "content": {"application/octet-stream": {"schema": {"type": "string",
+                                                                                  "format": "binary"}}}}
     return op
 
 

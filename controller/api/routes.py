@@ -9,8 +9,10 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from controller.api import compute_schemas as cs
+from controller.api import image_schemas as ims
 from controller.api import schemas as s
-from controller.api.handlers import audit, cluster, hosts, identity, instances, secrets, system, users
+from controller.api.handlers import audit, cluster, hosts, identity, images, instances, secrets, system, users
+from controller.api.handlers import sessions as instance_sessions
 from controller.api.request import ApiRequest
 
 Handler = Callable[[ApiRequest], Awaitable[web.StreamResponse]]
@@ -30,6 +32,8 @@ class Route:
     query: tuple[str, ...] = ()
     content_type: str = "application/json"
     audit: str = ""
+    # the handler reads the request body itself, in pieces (uploads): dispatch must not read it into memory
+    stream_body: bool = False
 
     @property
     def key(self) -> tuple[str, str]:
@@ -38,6 +42,11 @@ class Route:
     @property
     def mutating(self) -> bool:
         return self.method in ("POST", "PUT", "PATCH", "DELETE")
+
+    @property
+    def audited(self) -> bool:
+        """Mutations, and the routes that name an audit action although they are GETs (WebSocket sessions)."""
+        return self.mutating or bool(self.audit)
 
     @property
     def action(self) -> str:
@@ -131,6 +140,9 @@ ROUTES: tuple[Route, ...] = (
           audit="host.delete"),
     Route("POST", "/v1/instances", instances.create_instance, "Create an instance (container or VM)",
           body=cs.InstanceCreate, response=cs.Instance, status=201, query=("tenant",), audit="instance.create"),
+    Route("POST", "/v1/instances/batch", instances.create_instances,
+          "Create up to 1000 instances of one spec in one placement (all or none)", body=cs.InstanceBatchCreate,
+          response=cs.InstancePage, status=201, query=("tenant",), audit="instance.create_batch"),
     Route("GET", "/v1/instances", instances.list_instances, "List instances", response=cs.InstancePage,
           query=(*LIST_QUERY, *_tenant_query("status", "tag"))),
     Route("GET", "/v1/instances/{instance}", instances.get_instance, "Show an instance with its events",
@@ -143,6 +155,9 @@ ROUTES: tuple[Route, ...] = (
           response=cs.Instance, query=("tenant",), audit="instance.start"),
     Route("POST", "/v1/instances/{instance}/reboot", instances.reboot_instance, "Reboot an instance",
           response=cs.Instance, query=("tenant",), audit="instance.reboot"),
+    Route("POST", "/v1/instances/{instance}/resize", instances.resize_instance,
+          "Change an instance's size in place (containers)", body=cs.InstanceResize, response=cs.Instance,
+          query=("tenant",), audit="instance.resize"),
     Route("DELETE", "/v1/instances/{instance}", instances.delete_instance, "Delete an instance", status=204,
           query=("tenant",), audit="instance.delete"),
     Route("GET", "/v1/instances/{instance}/logs", instances.instance_logs, "An instance's output (follow=true streams)",
@@ -153,6 +168,12 @@ ROUTES: tuple[Route, ...] = (
           "A VM's serial console output so far", query=_tenant_query()),
     Route("POST", "/v1/instances/{instance}/exec", instances.exec_instance, "Run a command in a container",
           body=cs.ExecRequest, response=cs.ExecResult, query=("tenant",), audit="instance.exec"),
+    Route("GET", "/v1/instances/{instance}/exec/ws", instance_sessions.exec_ws,
+          "Run a command interactively (WebSocket: binary frames carry stdin and output)", status=101,
+          query=_tenant_query("command", "tty"), audit="instance.exec"),
+    Route("GET", "/v1/instances/{instance}/console/ws", instance_sessions.console_ws,
+          "A VM's serial console, interactively (WebSocket)", status=101, query=_tenant_query(),
+          audit="instance.console"),
     Route("POST", "/v1/server-groups", instances.create_group, "Create an (anti-)affinity server group",
           body=cs.ServerGroupCreate, response=cs.ServerGroup, status=201, query=("tenant",),
           audit="server_group.create"),
@@ -166,4 +187,14 @@ ROUTES: tuple[Route, ...] = (
           body=cs.InstanceTypeCreate, response=cs.InstanceType, status=201, audit="instance_type.create"),
     Route("DELETE", "/v1/instance-types/{name}", instances.delete_type, "Delete an instance type", status=204,
           audit="instance_type.delete"),
+    Route("PUT", "/v1/images/blobs/{sha256}", images.upload_blob,
+          "Upload an image blob (application/octet-stream, streamed); kept only if its sha256 matches",
+          response=ims.ImageBlob, audit="image.blob.upload", stream_body=True),
+    Route("POST", "/v1/images", images.create_image, "Register a VM image from uploaded blobs or a URL",
+          body=ims.ImageCreate, response=ims.Image, status=201, audit="image.create"),
+    Route("GET", "/v1/images", images.list_images, "List VM images", response=ims.ImagePage,
+          query=(*LIST_QUERY, "stale")),
+    Route("GET", "/v1/images/{name}", images.get_image, "Show a VM image", response=ims.Image, query=("stale",)),
+    Route("DELETE", "/v1/images/{name}", images.delete_image, "Delete a VM image no instance uses", status=204,
+          audit="image.delete"),
 )

@@ -14,6 +14,7 @@ from controller.services.context import SYSTEM, RequestContext
 from controller.services.errors import ServiceError
 from controller.services.runtime import Runtime
 from controller.state.data import StateData
+from controller.state.placements import instances_on
 
 REPORTED_HOST_FIELDS = ("driver", "kinds", "traits", "inventory", "agent_address", "agent_version")
 MAX_WATCH_SECONDS = 30.0
@@ -48,7 +49,7 @@ def stale_instances(data: StateData, host_id: str, running: list[list[Any]]) -> 
 
 async def heartbeat(rt: Runtime, host_id: str, payload: dict[str, Any]) -> dict[str, Any]:
     with rt.view() as data:
-        if rt.store.status().role != "leader":
+        if not rt.store.is_leader():
             raise NotLeader(leader_agent_address(rt, data))
         host = data.hosts.get(host_id)
         if host is None:
@@ -89,11 +90,12 @@ def desired_for(data: StateData, host_id: str) -> dict[str, Any]:
     host = data.hosts[host_id]
     instances = []
     if host["state"] in ("up", "fencing", "new"):
-        for i in data.instances.values():
+        for i in instances_on(data, host_id):
             if i.get("host_id") == host_id:
                 instances.append({k: i.get(k) for k in (
                     "id", "name", "generation", "kind", "image", "vcpus", "memory_mb", "disk_gb", "command", "env",
-                    "ports", "user_data", "restart_policy", "tenant_id", "desired", "action_seq", "reboot_seq")})
+                    "ports", "user_data", "restart_policy", "tenant_id", "desired", "action_seq", "reboot_seq",
+                    "spec_rev", "vm_image")})
     return {"rev": host["desired_rev"], "state": host["state"], "instances": instances}
 
 

@@ -16,6 +16,8 @@ from controller.services.runtime import Runtime
 
 log = logging.getLogger(__name__)
 RETRY_PENDING_SECONDS = 2.0
+# Hosts that must keep heartbeating. A "new" host (joined, never heartbeated) runs nothing: it just waits.
+LIVE_STATES = frozenset({"up", "fencing"})
 
 
 class ComputeDuties:
@@ -38,11 +40,9 @@ class ComputeDuties:
         rt = self._rt
         grace = rt.compute.host_grace
         with rt.view() as data:
-            silent = [(h["id"], h["name"], h["state"], rt.liveness.silent_for(h["id"]))
-                      for h in data.hosts.values() if h["state"] in ("up", "fencing", "new")]
+            silent = [(h["id"], h["name"], h["state"], seconds)
+                      for h, seconds in rt.liveness.silent_longer_than(grace, data.hosts.values(), LIVE_STATES)]
         for host_id, name, state, seconds in silent:
-            if seconds <= grace:
-                continue
             moves = self._plan_evacuation(host_id)
             out = await rt.propose(self._rc("host-down"), "host.set_state",
                                    {"host_id": host_id, "state": "down", "expect": state, "moves": moves,
@@ -50,8 +50,10 @@ class ComputeDuties:
                                    action="host.down", target=name, tenant_id=None)
             moved = out.result["moved"]
             placed = sum(1 for h in moved.values() if h)
-            return (f"host {name} down after {seconds:.0f}s without heartbeat; "
-                    f"{placed} of {len(moved)} instance(s) rescheduled")
+            waiting = sum(1 for i, h in moved.items() if not h and i in moves)
+            kept_off = len(moved) - placed - waiting
+            return (f"host {name} down after {seconds:.0f}s without heartbeat; {placed} instance(s) rescheduled, "
+                    f"{waiting} waiting for a host, {kept_off} not restarted (stopped or restart policy never)")
         return None
 
     def _plan_evacuation(self, host_id: str) -> dict[str, str | None]:
@@ -63,7 +65,7 @@ class ComputeDuties:
                 if (instance.get("host_id") != host_id or instance["restart_policy"] == "never"
                         or instance["desired"] != "running"):
                     continue
-                target = placement.try_choose(data, instance, frozenset({host_id}), planned)
+                target = placement.try_choose(data, instance, frozenset({host_id}), planned, self._rt.host_views)
                 moves[instance["id"]] = target
                 if target:
                     placement.plan(planned, target, instance)
@@ -78,7 +80,7 @@ class ComputeDuties:
                 return None
             for instance in data.instances.values():
                 if instance.get("host_id") in draining and instance["desired"] != "deleted":
-                    target = placement.try_choose(data, instance, frozenset(draining))
+                    target = placement.try_choose(data, instance, frozenset(draining), views=rt.host_views)
                     if target is None:
                         continue
                     args = {"id": instance["id"], "generation": instance["generation"], "host_id": target,
@@ -101,7 +103,7 @@ class ComputeDuties:
             pending = [i for i in data.instances.values()
                        if i["status"] == "pending" and i["desired"] == "running" and i.get("host_id") is None
                        and now - self._pending_tried.get(i["id"], 0.0) > RETRY_PENDING_SECONDS]
-            plans = [(i, placement.try_choose(data, i)) for i in pending]
+            plans = [(i, placement.try_choose(data, i, views=rt.host_views)) for i in pending]
         for instance, target in plans:
             self._pending_tried[instance["id"]] = now
             if target is None:

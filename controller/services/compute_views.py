@@ -26,8 +26,15 @@ def host(h: dict[str, Any], beat: Beat | None, silent_for: float | None) -> dict
     }
 
 
-def instance(i: dict[str, Any], host_name: str | None, with_events: bool = False) -> dict[str, Any]:
+REDACTED = "<redacted>"
+
+
+def instance(i: dict[str, Any], host_name: str | None, with_events: bool = False,
+             redact_env: bool = False) -> dict[str, Any]:
+    """``redact_env``: viewers see which variables are set, not their values (they often hold credentials)."""
     out = {k: i.get(k) for k in INSTANCE_FIELDS}
+    if redact_env:
+        out["env"] = dict.fromkeys(i.get("env") or {}, REDACTED)
     out["host"] = host_name
     out["has_user_data"] = bool(i.get("user_data"))
     out["created_at"] = iso(i["created_at"])

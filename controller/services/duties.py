@@ -12,11 +12,13 @@ from controller.security.tokens import hash_key_secret, new_api_key, parse_api_k
 from controller.services.compute_duties import ComputeDuties
 from controller.services.context import SYSTEM, RequestContext
 from controller.services.errors import ServiceError
+from controller.services.image_duties import ImageDuties
 from controller.services.runtime import Runtime
 from controller.store.base import StoreUnavailable
 from controller.store.snapshot_file import SnapshotError, decode_backup
 
 log = logging.getLogger(__name__)
+NOTHING = "nothing to do"
 
 
 @dataclass
@@ -32,9 +34,14 @@ class Duties:
         self._rt = rt
         self._config = config
         self._compute = ComputeDuties(rt)
+        self._images = ImageDuties(rt)
 
     def _rc(self, what: str) -> RequestContext:
         return RequestContext(request_id=f"duty-{what}-{uuid.uuid4().hex[:8]}", caller=SYSTEM)
+
+    async def close(self) -> None:
+        """Stops what runs in the background (image copies)."""
+        await self._images.close()
 
     async def run_once(self) -> str:
         st = self._rt.store.status()
@@ -45,7 +52,10 @@ class Duties:
                 reason = await self._leader_duties(st.term)
                 if reason:
                     return reason
-            return await self._announce(st.self_address)
+            announced = await self._announce(st.self_address)
+            if announced != NOTHING:
+                return announced
+            return await self._images.run_once(st.self_address, st.role == "leader") or NOTHING
         except (StoreUnavailable, ServiceError) as exc:
             return f"duty failed, will retry: {exc}"
 
@@ -91,7 +101,7 @@ class Duties:
             member = data.members.get(raft_address, {})
             known = (member.get("api_address"), member.get("agent_address", ""))
         if known == (self._config.api_address, self._config.agent_address):
-            return "nothing to do"
+            return NOTHING
         await self._rt.propose(self._rc("announce"), "cluster.announce",
                                {"raft_address": raft_address, "api_address": self._config.api_address,
                                 "agent_address": self._config.agent_address},

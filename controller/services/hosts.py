@@ -44,15 +44,15 @@ async def join(rt: Runtime, rc: RequestContext, token: str, name: str, zone: str
     """Consumes the token (in apply: a reused or expired token is refused) and signs the agent's CSR."""
     token_id, secret = parse_token(token)
     host_id = uuid.uuid4().hex
-    try:  # check the CSR before the token is spent on it
-        sign_host_csr(rt.ca, csr, host_id)
+    try:  # check the CSR (by signing it) before the token is spent on it
+        certificate = sign_host_csr(rt.ca, csr, host_id)
     except CsrError as exc:
         raise bad_request(str(exc)) from None
     args = {"token_id": token_id, "secret_hash": _hash(secret), "host_id": host_id, "name": name, "zone": zone}
     await rt.propose(rc, "host.join", args, action="host.join", target=name, tenant_id=None)
     with rt.view() as data:
         endpoints = agent_endpoints(data)
-    return {"host_id": host_id, "name": name, "certificate": sign_host_csr(rt.ca, csr, host_id),
+    return {"host_id": host_id, "name": name, "certificate": certificate,
             "ca_certificate": rt.ca.cert_pem, "controllers": endpoints}
 
 
@@ -94,6 +94,7 @@ async def get(rt: Runtime, rc: RequestContext, ident: str) -> dict[str, Any]:
 
 async def set_flag(rt: Runtime, rc: RequestContext, ident: str, verb: str) -> dict[str, Any]:
     flag, value = FLAG_ACTIONS[verb]
+    await rt.consistent(rc)
     with rt.view() as data:
         host_id = find_host(data, ident)["id"]
     out = await rt.propose(rc, "host.set_flags", {"host_id": host_id, flag: value}, action=f"host.{verb}",

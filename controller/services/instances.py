@@ -12,7 +12,8 @@ from controller.services.context import RequestContext
 from controller.services.errors import ServiceError, bad_request, not_found
 from controller.services.runtime import Runtime
 from controller.services.scope import target_tenant
-from controller.state import idempotency
+from controller.state import idempotency, quotas
+from controller.state import instances as instance_state
 from controller.state.data import StateData
 from controller.state.errors import ApplyError
 
@@ -46,9 +47,11 @@ def find(data: StateData, tenant_id: str, ident: str) -> dict[str, Any]:
     return instance
 
 
-def _view(data: StateData, instance: dict[str, Any], with_events: bool = False) -> dict[str, Any]:
+def _view(data: StateData, instance: dict[str, Any], with_events: bool = False,
+          rc: RequestContext | None = None) -> dict[str, Any]:
     host = data.hosts.get(instance.get("host_id") or "")
-    return compute_views.instance(instance, host["name"] if host else None, with_events)
+    viewer = rc is not None and rc.caller.role == "viewer"
+    return compute_views.instance(instance, host["name"] if host else None, with_events, redact_env=viewer)
 
 
 def _spec(data: StateData, body: dict[str, Any]) -> dict[str, Any]:
@@ -68,6 +71,8 @@ def _spec(data: StateData, body: dict[str, Any]) -> dict[str, Any]:
     zone = spec.get("zone")
     if zone is not None and zone not in {h["zone"] for h in data.hosts.values()}:
         raise bad_request(f"unknown zone {zone!r}: no host is in it")
+    if spec.get("kind") == "vm" and spec.get("image") not in data.images:  # containers: Docker references
+        raise bad_request(f"unknown image {spec.get('image')!r}; see GET /v1/images")
     return spec
 
 
@@ -108,7 +113,8 @@ async def create(rt: Runtime, rc: RequestContext, body: dict[str, Any],
             spec = _spec(data, body)
             if spec["name"] in data.instance_names.get(tenant_id, {}):
                 raise ServiceError(409, "conflict", f"instance {spec['name']!r} already exists")
-            host_id = placement.choose(data, {**spec, "id": instance_id, "tenant_id": tenant_id})
+            host_id = placement.choose(data, {**spec, "id": instance_id, "tenant_id": tenant_id},
+                                       views=rt.host_views)
         args = {**spec, "id": instance_id, "tenant_id": tenant_id, "host_id": host_id}
         try:
             out = await rt.propose(attempt_rc, "instance.create", args, action="instance.create",
@@ -123,6 +129,65 @@ async def create(rt: Runtime, rc: RequestContext, body: dict[str, Any],
     raise ServiceError(409, "no_valid_host", f"placement kept losing races; last: {last_conflict}")
 
 
+async def create_batch(rt: Runtime, rc: RequestContext, template: dict[str, Any], name_prefix: str, count: int,
+                       tenant: str | None) -> tuple[dict[str, Any], bool]:
+    """``count`` instances of one spec, named ``{name_prefix}-1`` .. ``-{count}``, placed in ONE Raft command.
+
+    Hosts are chosen one after the other, each choice counting the earlier ones (``placement.choose_many``);
+    apply re-checks every claim and takes all or none. A lost race (409 placement_conflict: a host filled up
+    meanwhile) re-plans the whole batch, like ``create`` does for one instance.
+    """
+    await rt.consistent(rc)
+    tenant_id = _tenant_id(rt, rc, tenant)
+    names = [f"{name_prefix}-{i}" for i in range(1, count + 1)]
+    ids = [uuid.uuid4().hex for _ in names]
+    target = f"{name_prefix}-1..{count}"
+    last_conflict = ""
+    for attempt in range(PLACEMENT_ATTEMPTS):
+        attempt_rc = rc if attempt == 0 or not rc.idempotency_key else dataclasses.replace(
+            rc, idempotency_key=f"{rc.idempotency_key}:placement-{attempt}")
+        stored = _stored_outcome(rt, attempt_rc)
+        if stored is not None:  # a repeat: answer as the first time (see create)
+            if stored["ok"]:
+                return _batch_view(rt, rc, stored["result"]["ids"]), True
+            if stored["error"]["code"] == "placement_conflict":
+                last_conflict = stored["error"]["message"]
+                continue
+            raise ServiceError(int(stored["error"]["status"]), str(stored["error"]["code"]),
+                               str(stored["error"]["message"]), audited=True)
+        with rt.view() as data:
+            spec = _spec(data, {k: v for k, v in template.items() if k != "name"})
+            existing = data.instance_names.get(tenant_id, {})
+            taken = [n for n in names if n in existing]
+            if taken:
+                raise ServiceError(409, "conflict", f"instance {taken[0]!r} already exists"
+                                                    + (f" (and {len(taken) - 1} more)" if len(taken) > 1 else ""))
+            try:  # re-checked in apply; checked here too, so that no plan is made for a batch that cannot fit
+                quotas.check(data, tenant_id, {k: v * count for k, v in
+                                               instance_state.quota_deltas(spec).items()})
+            except ApplyError as err:
+                raise ServiceError(err.status, err.code, err.message) from None
+            hosts = placement.choose_many(data, {**spec, "tenant_id": tenant_id}, names, rt.host_views)
+        args = {"tenant_id": tenant_id, "spec": spec,
+                "items": [{"id": i, "name": n, "host_id": h} for i, n, h in zip(ids, names, hosts, strict=True)]}
+        try:
+            out = await rt.propose(attempt_rc, "instance.create_batch", args, action="instance.create_batch",
+                                   target=target, tenant_id=tenant_id)
+        except ServiceError as err:
+            if err.code != "placement_conflict":
+                raise
+            last_conflict = err.message
+            continue
+        return _batch_view(rt, rc, out.result["ids"]), out.replayed
+    raise ServiceError(409, "no_valid_host", f"placement kept losing races; last: {last_conflict}")
+
+
+def _batch_view(rt: Runtime, rc: RequestContext, ids: list[str]) -> dict[str, Any]:
+    with rt.view() as data:
+        return {"items": [_view(data, data.instances[i], rc=rc) for i in ids if i in data.instances],
+                "next_marker": None}
+
+
 async def list_(rt: Runtime, rc: RequestContext, limit: int | None, marker: str | None, tenant: str | None,
                 status: str | None, tag: str | None) -> dict[str, Any]:
     await rt.consistent(rc)
@@ -134,14 +199,14 @@ async def list_(rt: Runtime, rc: RequestContext, limit: int | None, marker: str 
             return (status is None or i["status"] == status) and (tag is None or tag in i["tags"])
 
         items, nxt = views.page(own, limit, marker, keep=keep)
-        return {"items": [_view(data, i) for i in items], "next_marker": nxt}
+        return {"items": [_view(data, i, rc=rc) for i in items], "next_marker": nxt}
 
 
 async def get(rt: Runtime, rc: RequestContext, ident: str, tenant: str | None) -> dict[str, Any]:
     await rt.consistent(rc)
     with rt.view() as data:
         tenant_id = target_tenant(data, rc.caller, tenant)["id"]
-        return _view(data, find(data, tenant_id, ident), with_events=True)
+        return _view(data, find(data, tenant_id, ident), with_events=True, rc=rc)
 
 
 async def _propose_on(rt: Runtime, rc: RequestContext, ident: str, tenant: str | None, op: str, action: str,
@@ -157,6 +222,30 @@ async def act(rt: Runtime, rc: RequestContext, ident: str, verb: str, tenant: st
     result = await _propose_on(rt, rc, ident, tenant, "instance.action", f"instance.{verb}", {"action": verb})
     with rt.view() as data:
         return _view(data, data.instances.get(result["id"], result))
+
+
+async def resize(rt: Runtime, rc: RequestContext, ident: str, body: dict[str, Any],
+                 tenant: str | None) -> dict[str, Any]:
+    """New CPU/memory/disk on the same host (Nova-style resize without the migration)."""
+    await rt.consistent(rc)
+    with rt.view() as data:
+        tenant_id = target_tenant(data, rc.caller, tenant)["id"]
+        instance = find(data, tenant_id, ident)
+        if instance["kind"] != "container":
+            raise ServiceError(409, "not_supported", "resizing a VM is not supported yet; create a new one")
+        sizes = {k: instance[k] for k in ("vcpus", "memory_mb", "disk_gb")}
+        type_name = body.get("instance_type")
+        if type_name is not None:
+            itype = instance_types(data).get(type_name)
+            if itype is None:
+                raise bad_request(f"unknown instance type {type_name!r}; see GET /v1/instance-types")
+            sizes.update(itype)
+        sizes.update({k: v for k, v in body.items() if k in sizes and v is not None})
+        instance_id = instance["id"]
+    out = await rt.propose(rc, "instance.resize", {"id": instance_id, **sizes, "instance_type": type_name},
+                           action="instance.resize", target=ident, tenant_id=tenant_id)
+    with rt.view() as data:
+        return _view(data, data.instances.get(out.result["id"], out.result), rc=rc)
 
 
 async def update(rt: Runtime, rc: RequestContext, ident: str, changes: dict[str, Any],

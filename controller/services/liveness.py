@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +38,27 @@ class Liveness:
 
     def last(self, host_id: str) -> Beat | None:
         return self._beats.get(host_id)
+
+    def silent_longer_than(self, seconds: float, hosts: Iterable[dict[str, Any]],
+                           states: Container[str]) -> list[tuple[dict[str, Any], float]]:
+        """The hosts (records) in one of ``states`` that have been silent for more than ``seconds``, with how long.
+
+        One pass over every host on every duty pass of the leader: kept to a dict lookup per host.
+        """
+        now = self._clock()
+        epoch = self.epoch_start
+        if now - epoch <= seconds:  # every beat is newer than the epoch: nobody can be silent that long yet
+            return []
+        cutoff = now - seconds
+        beats = self._beats
+        out = []
+        for host in hosts:
+            if host["state"] in states:
+                beat = beats.get(host["id"])
+                at = beat.at if beat is not None else epoch
+                if at < cutoff:
+                    out.append((host, now - at))
+        return out
 
 
 class RevisionWatch:

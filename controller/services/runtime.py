@@ -15,11 +15,13 @@ from controller.security.secretbox import SecretBox
 from controller.services.context import RequestContext
 from controller.services.errors import ServiceError
 from controller.services.liveness import Liveness, RevisionWatch
+from controller.services.placement import HostViews
 from controller.state import credentials
 from controller.state.command import make_command
 from controller.state.data import StateData
 from controller.state.errors import ApplyError
 from controller.store.base import Store, StoreUnavailable
+from shared.blobs import BlobDir
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +40,15 @@ class AgentClient(Protocol):
 
     def stream(self, address: str, host_id: str, path: str) -> AsyncIterator[bytes]: ...
 
+    async def websocket(self, address: str, host_id: str, path: str) -> Any:
+        """An open aiohttp client WebSocket to an interactive session on the agent."""
+
+
+class BlobPeers(Protocol):
+    """Reaches another controller's agent listener (mutual TLS) to copy an image blob; set by the daemon."""
+
+    def fetch(self, address: str, sha256: str) -> AsyncIterator[bytes]: ...
+
 
 @dataclass
 class Outcome:
@@ -54,8 +65,11 @@ class Runtime:
         self.ca = load_ca(cluster_secret)
         self.liveness = Liveness()
         self.revisions = RevisionWatch()
+        self.host_views = HostViews()  # the scheduler's view of each host, rebuilt when its record changes
         self.compute = ComputeSettings()
         self.agent_client: AgentClient | None = None
+        self.images: BlobDir | None = None  # this controller's image blob store (None: no data dir)
+        self.blob_peers: BlobPeers | None = None
 
     async def propose(self, rc: RequestContext, op: str, args: dict[str, Any], *, action: str, target: str,
                       tenant_id: str | None) -> Outcome:

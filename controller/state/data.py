@@ -29,11 +29,16 @@ class StateData:
     hosts: dict[str, dict[str, Any]] = field(default_factory=dict)
     host_names: dict[str, str] = field(default_factory=dict)
     instances: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # host id -> ids of the instances placed on it: an index kept by placements.claim/release
+    host_instances: dict[str, list[str]] = field(default_factory=dict)
     # tenant id -> instance name -> instance id
     instance_names: dict[str, dict[str, str]] = field(default_factory=dict)
     # tenant id -> group name -> group
     server_groups: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     instance_types: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # VM images (cluster-wide) by name; their blobs by sha256, with the controllers that hold a copy
+    images: dict[str, dict[str, Any]] = field(default_factory=dict)
+    image_blobs: dict[str, dict[str, Any]] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
     revision: int = 0
 
@@ -47,7 +52,12 @@ class StateData:
         if raw.get("format") != FORMAT_VERSION:
             raise ValueError(f"unsupported state format {raw.get('format')!r}")
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in raw.items() if k in known})
+        data = cls(**{k: v for k, v in raw.items() if k in known})
+        if "host_instances" not in raw:  # written before the index existed
+            for instance_id, instance in data.instances.items():
+                if instance.get("host_id"):
+                    data.host_instances.setdefault(instance["host_id"], []).append(instance_id)
+        return data
 
     def is_empty(self) -> bool:
         return not self.tenants and not self.users and not self.secrets

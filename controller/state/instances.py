@@ -8,12 +8,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from controller.state import quotas
+from controller.state import images, quotas
 from controller.state.command import CommandContext
 from controller.state.data import StateData
 from controller.state.errors import ApplyError, conflict, not_found
-from controller.state.placements import check_claim, claim, move, record_event, release, resources_of, set_status
+from controller.state.placements import (
+    check_claim,
+    check_room,
+    claim,
+    inventory_of,
+    move,
+    record_event,
+    release,
+    resources_of,
+    set_status,
+)
 from controller.state.registry import handles
+from scheduler import claims
 
 SPEC_FIELDS = ("kind", "image", "vcpus", "memory_mb", "disk_gb", "command", "env", "ports", "user_data",
                "restart_policy", "zone", "group", "instance_type", "required_traits")
@@ -52,6 +63,8 @@ def create(data: StateData, args: dict[str, Any], ctx: CommandContext) -> dict[s
         "created_at": now, "updated_at": now, "created_by": ctx.get("actor_name", ""), "events": [],
         **{f: args.get(f) for f in SPEC_FIELDS},
     }
+    if instance["kind"] == "vm":  # the image's blobs, so the instance keeps booting the same bits
+        instance["vm_image"] = images.boot_spec(data, instance["image"])
     quotas.check(data, tenant_id, quota_deltas(instance))
     claim(data, args["host_id"], instance)
     set_status(instance, ctx, "scheduled", f"placed on {data.hosts[args['host_id']]['name']}")
@@ -61,6 +74,51 @@ def create(data: StateData, args: dict[str, Any], ctx: CommandContext) -> dict[s
         data.server_groups[tenant_id][group]["members"].append(instance["id"])
     quotas.consume(data, tenant_id, quota_deltas(instance))
     return instance
+
+
+MAX_BATCH = 1000
+
+
+@handles("instance.create_batch")
+def create_batch(data: StateData, args: dict[str, Any], ctx: CommandContext) -> dict[str, Any]:
+    """Several instances of one spec in one command, all or nothing.
+
+    ``items`` are ``{"id", "name", "host_id"}``. Everything that could refuse one of them (names, ids, the group,
+    the quota for all of them, each host's room for all the instances placed on it) is checked before anything
+    changes; then each is created exactly as ``instance.create`` does. The result lists the ids only: the
+    instances themselves are read from the state (a copy of hundreds of them per replica would be wasted).
+    """
+    tenant_id = args["tenant_id"]
+    spec: dict[str, Any] = args["spec"]
+    items: list[dict[str, Any]] = args["items"]
+    if tenant_id not in data.tenants:
+        raise not_found("tenant", tenant_id)
+    if not 1 <= len(items) <= MAX_BATCH:
+        raise ApplyError(422, "validation_failed", f"a batch holds 1 to {MAX_BATCH} instances, not {len(items)}")
+    names = data.instance_names.get(tenant_id, {})
+    seen_names: set[str] = set()
+    seen_ids: set[str] = set()
+    for item in items:
+        if item["name"] in names or item["name"] in seen_names:
+            raise conflict(f"instance {item['name']!r} already exists")
+        if item["id"] in data.instances or item["id"] in seen_ids:
+            raise conflict(f"instance id {item['id']!r} already exists")
+        seen_names.add(item["name"])
+        seen_ids.add(item["id"])
+    group = spec.get("group")
+    if group and group not in data.server_groups.get(tenant_id, {}):
+        raise not_found("server group", group)
+    quotas.check(data, tenant_id, {k: v * len(items) for k, v in quota_deltas(spec).items()})
+    per_host: dict[str, int] = {}
+    for item in items:
+        per_host[item["host_id"]] = per_host.get(item["host_id"], 0) + 1
+    one = resources_of(spec)
+    for host_id, count in per_host.items():
+        check_room(data, host_id, {rc: amount * count for rc, amount in one.items()}, f"{count} instance(s)")
+    for item in items:
+        create(data, {**spec, "tenant_id": tenant_id, "id": item["id"], "name": item["name"],
+                      "host_id": item["host_id"]}, ctx)
+    return {"ids": [item["id"] for item in items]}
 
 
 @handles("instance.place")
@@ -98,6 +156,36 @@ def action(data: StateData, args: dict[str, Any], ctx: CommandContext) -> dict[s
     instance["action_seq"] += 1
     record_event(instance, ctx, f"{verb} requested")
     _touch_host(data, instance)
+    return instance
+
+
+@handles("instance.resize")
+def resize(data: StateData, args: dict[str, Any], ctx: CommandContext) -> dict[str, Any]:
+    """In place: the new size is claimed on the instance's current host (re-checked here), quotas adjusted."""
+    instance = get_instance(data, args["id"])
+    if instance["desired"] == "deleted":
+        raise conflict(f"instance {instance['name']} is being deleted")
+    new = {"vcpus": args["vcpus"], "memory_mb": args["memory_mb"], "disk_gb": args["disk_gb"]}
+    if new["disk_gb"] < instance["disk_gb"]:
+        raise ApplyError(422, "validation_failed", f"disks only grow: {instance['disk_gb']} GB -> {new['disk_gb']} GB")
+    resized = {**instance, **new}
+    deltas = {k: v for k, v in quota_deltas(resized).items() if k != "instances"}
+    current = {k: v for k, v in quota_deltas(instance).items() if k != "instances"}
+    quotas.check(data, instance["tenant_id"], {k: deltas[k] - current[k] for k in deltas})
+    host = data.hosts.get(instance.get("host_id") or "")
+    if host is not None:
+        used_without = claims.add(host["used"], resources_of(instance), sign=-1)
+        reason = claims.shortfall(inventory_of(host), used_without, resources_of(resized))
+        if reason is not None:
+            raise ApplyError(409, "no_valid_host", f"the new size does not fit on host {host['name']}: {reason}")
+        host["used"] = claims.add(used_without, resources_of(resized))
+        host["desired_rev"] = data.revision
+    quotas.consume(data, instance["tenant_id"], {k: deltas[k] - current[k] for k in deltas})
+    instance.update(new)
+    instance["instance_type"] = args.get("instance_type")
+    instance["spec_rev"] = instance.get("spec_rev", 0) + 1
+    record_event(instance, ctx, f"resized to {new['vcpus']} vcpu, {new['memory_mb']} MB, {new['disk_gb']} GB")
+    instance["updated_at"] = ctx["time"]
     return instance
 
 

@@ -15,6 +15,7 @@ from controller.state import (  # noqa: F401
     credentials,
     hosts,
     idempotency,
+    images,
     instances,
     keys,
     quotas,

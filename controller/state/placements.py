@@ -8,7 +8,7 @@ from controller.state.command import CommandContext
 from controller.state.data import StateData
 from controller.state.errors import ApplyError
 from scheduler import claims
-from scheduler.model import Inventory
+from scheduler.model import Inventory, usable
 
 MAX_EVENTS = 20
 
@@ -20,6 +20,22 @@ def resources_of(instance: dict[str, Any]) -> dict[str, int]:
 def inventory_of(host: dict[str, Any]) -> dict[str, Inventory]:
     return {rc: Inventory(int(inv["total"]), int(inv.get("reserved", 0)), float(inv.get("allocation_ratio", 1.0)))
             for rc, inv in host["inventory"].items()}
+
+
+def shortfall(host: dict[str, Any], resources: dict[str, int]) -> str | None:
+    """``claims.shortfall`` read straight from the host record (no Inventory objects: it runs for every claim)."""
+    inventory = host["inventory"]
+    used = host["used"]
+    for rc, amount in resources.items():
+        if amount <= 0:
+            continue
+        inv = inventory.get(rc)
+        capacity = usable(int(inv["total"]), int(inv.get("reserved", 0)),
+                          float(inv.get("allocation_ratio", 1.0))) if inv is not None else 0
+        free = max(0, capacity - used.get(rc, 0))
+        if amount > free:
+            return f"{rc}: {amount} requested, {free} free of {capacity}"
+    return None
 
 
 def unusable_reason(host: dict[str, Any]) -> str | None:
@@ -34,15 +50,19 @@ def unusable_reason(host: dict[str, Any]) -> str | None:
 
 def check_claim(data: StateData, host_id: str, instance: dict[str, Any]) -> dict[str, Any]:
     """Raises 409 placement_conflict unless the host is usable and has room; changes nothing."""
+    return check_room(data, host_id, resources_of(instance))
+
+
+def check_room(data: StateData, host_id: str, resources: dict[str, int], what: str = "it") -> dict[str, Any]:
+    """Like check_claim, for ``resources`` (e.g. several instances' together)."""
     host = data.hosts.get(host_id)
     if host is None:
         raise ApplyError(409, "placement_conflict", f"host {host_id!r} no longer exists; retry")
     reason = unusable_reason(host)
-    resources = resources_of(instance)
     if reason is None:
-        reason = claims.shortfall(inventory_of(host), host["used"], resources)
+        reason = shortfall(host, resources)
     if reason is not None:
-        raise ApplyError(409, "placement_conflict", f"host {host['name']} cannot take it any more: {reason}")
+        raise ApplyError(409, "placement_conflict", f"host {host['name']} cannot take {what} any more: {reason}")
     return host
 
 
@@ -53,6 +73,7 @@ def claim(data: StateData, host_id: str, instance: dict[str, Any]) -> None:
     host["instance_count"] += 1
     host["desired_rev"] = data.revision
     instance["host_id"] = host_id
+    data.host_instances.setdefault(host_id, []).append(instance["id"])
 
 
 def release(data: StateData, instance: dict[str, Any]) -> None:
@@ -61,7 +82,18 @@ def release(data: StateData, instance: dict[str, Any]) -> None:
         host["used"] = claims.add(host["used"], resources_of(instance), sign=-1)
         host["instance_count"] = max(0, host["instance_count"] - 1)
         host["desired_rev"] = data.revision
+    on_host = data.host_instances.get(instance.get("host_id") or "")
+    if on_host is not None:
+        if instance["id"] in on_host:
+            on_host.remove(instance["id"])
+        if not on_host:
+            del data.host_instances[instance["host_id"]]
     instance["host_id"] = None
+
+
+def instances_on(data: StateData, host_id: str) -> list[dict[str, Any]]:
+    """The instances placed on a host (from the index, not a scan of every instance)."""
+    return [data.instances[i] for i in data.host_instances.get(host_id, ()) if i in data.instances]
 
 
 def record_event(instance: dict[str, Any], ctx: CommandContext, message: str) -> None:
@@ -100,7 +132,7 @@ def evacuate(data: StateData, host: dict[str, Any], moves: dict[str, str | None]
     from controller.state.instances import purge  # a cycle by design: purge also releases claims
 
     moved: dict[str, str | None] = {}
-    for instance in [i for i in data.instances.values() if i.get("host_id") == host["id"]]:
+    for instance in instances_on(data, host["id"]):
         if instance["desired"] == "deleted":
             purge(data, instance)
         elif instance["restart_policy"] == "never" or instance["desired"] == "stopped":

@@ -33,14 +33,19 @@ def usage_of(data: StateData, tenant_id: str) -> dict[str, int]:
 
 
 def check(data: StateData, tenant_id: str, deltas: dict[str, int]) -> None:
-    """Raise quota_exceeded if adding ``deltas`` would pass any limit. Does not change state."""
-    limits = limits_of(data, tenant_id)
-    used = usage_of(data, tenant_id)
-    over = [
-        f"{name} {used[name] + delta} > {limits[name]}"
-        for name, delta in deltas.items()
-        if delta > 0 and limits[name] != UNLIMITED and used[name] + delta > limits[name]
-    ]
+    """Raise quota_exceeded if adding ``deltas`` would pass any limit. Does not change state.
+
+    Looks up only the quotas in ``deltas`` (it runs for every instance created, hundreds per batch)."""
+    limits = data.quotas.get(tenant_id, {})
+    used = data.usage.get(tenant_id, {})
+    over = []
+    for name, delta in deltas.items():
+        if delta <= 0:
+            continue
+        limit = limits.get(name, DEFAULT_LIMITS[name])
+        after = used.get(name, 0) + delta
+        if limit != UNLIMITED and after > limit:
+            over.append(f"{name} {after} > {limit}")
     if over:
         raise ApplyError(403, "quota_exceeded", "quota exceeded: " + ", ".join(over))
 

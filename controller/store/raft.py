@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -69,6 +70,19 @@ class _ReplicatedMachine(SyncObj):
     def apply_batch(self, commands: list[Command]) -> list[dict[str, Any]]:
         return self._machine.apply_batch(commands)
 
+    def _onTick(self, timeToWait: float = 0.0) -> None:
+        """Reads what arrived before the tick judges its timers.
+
+        pysyncobj's tick first checks the election deadline and only then polls its sockets. After this
+        process stood still for longer than the election timeout (a long garbage collection, or a CPU shared
+        with many busy processes), a follower therefore started an election although the leader's
+        append_entries had kept arriving and were waiting to be read: an election for nothing, and every
+        agent reconnecting to a new leader. Polling first lets those messages reset the deadline; a leader
+        that really is gone still loses its followers one election timeout later.
+        """
+        self._poller.poll(0)
+        super()._onTick(timeToWait)
+
     def _SyncObj__onMessageReceived(self, node: Any, message: dict[str, Any]) -> None:
         """Keeps a follower's nextIndex from moving back on a successful append_entries reply.
 
@@ -84,11 +98,40 @@ class _ReplicatedMachine(SyncObj):
         sent = None
         if message.get("type") == "next_node_idx" and message.get("success") and not message.get("reset"):
             sent = self._SyncObj__raftNextIndex.get(node)
+        if message.get("type") == "append_entries" and message.get("transmission") == "finish":
+            message = self._finished_transmission(message)
         super()._SyncObj__onMessageReceived(node, message)
         if sent is not None:
             next_index = self._SyncObj__raftNextIndex
             if node in next_index and next_index[node] < sent:
                 next_index[node] = sent
+
+
+    def _finished_transmission(self, message: dict[str, Any]) -> dict[str, Any]:
+        """Works around pysyncobj sending "finish" too early for an entry split into parts.
+
+        An entry of ``appendEntriesBatchSizeBytes`` or more (a batch of placements can be) is pickled and sent in
+        parts: "start", "process" ..., "finish". pysyncobj labels a part "finish" once the *command* would end
+        in it, but it splits the pickled *entry*, which is a few bytes longer: when those bytes spill into one
+        more part, the follower decodes a truncated entry and that tick fails with an error (dropping whatever
+        else it had to handle); only by luck, because the failed decode left its buffer as it was, does the last
+        part (also labelled "finish") complete it. Here a "finish" whose data does not decode yet is taken as a
+        "process", and a complete one is handed on decoded, as a plain append of that entry (so it is not decoded
+        twice).
+        """
+        received = getattr(self, "_SyncObj__recvTransmission")  # noqa: B009 - pysyncobj's private buffer
+        data = (received if isinstance(received, bytes) else b"") + message["data"]
+        part_size = self._SyncObj__conf.appendEntriesBatchSizeBytes
+        try:
+            entry = pickle.loads(data)  # noqa: S301 - the Raft peers' own wire format (pysyncobj, authenticated)
+        except Exception:  # a truncated pickle can fail in many ways
+            if len(message["data"]) < part_size:  # a short part is the last one: really broken, as pysyncobj says
+                return message
+            return {**message, "transmission": "process"}
+        self._SyncObj__recvTransmission = ""
+        plain = {k: v for k, v in message.items() if k not in ("transmission", "data")}
+        plain["entries"] = [entry]
+        return plain
 
 
 class RaftStore(Store):
@@ -219,6 +262,10 @@ class RaftStore(Store):
         await self._batcher.enqueue(None)
 
     # -- status and membership -------------------------------------------------------------------
+    def is_leader(self) -> bool:
+        """Cheap (no status report is built): asked on every agent heartbeat."""
+        return bool(self._require()._isLeader())
+
     def status(self) -> StoreStatus:
         obj = self._require()
         st = obj.getStatus()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import sys
+import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -12,6 +13,7 @@ from rich.console import Console
 
 from shared.cli.common import CliState, CloudGroup, ListArgs, list_options, stale_option, tenant_option
 from shared.cli.output import emit, emit_done, emit_page, print_object, print_table
+from shared.cli.terminal import ESCAPE, bridge, stdin_is_terminal
 
 COLUMNS = ("name", "id", "status", "kind", "image", "host", "vcpus", "memory_mb", "disk_gb", "created_at")
 FIELDS = ("id", "name", "tenant_id", "kind", "image", "status", "status_reason", "desired", "generation", "host",
@@ -94,6 +96,8 @@ def instance() -> None:
 @click.option("--group", help="Server group (affinity or anti-affinity).")
 @click.option("--tag", "tags", multiple=True, help="Tag (repeatable).")
 @click.option("--trait", "traits", multiple=True, help="A trait the host must have (repeatable).")
+@click.option("--count", type=click.IntRange(1, 1000),
+              help="Create this many, named NAME-1 .. NAME-N, placed together (all or none).")
 @wait_option
 @timeout_option
 @tenant_option
@@ -102,13 +106,14 @@ def instance() -> None:
 def create(state: CliState, name: str, image: str, kind: str, instance_type: str | None, vcpus: int | None,
            memory_mb: int | None, disk_gb: int | None, env: tuple[str, ...], ports: tuple[str, ...],
            user_data_file: Any, restart_policy: str | None, zone: str | None, group: str | None,
-           tags: tuple[str, ...], traits: tuple[str, ...], wait: bool, timeout: float, tenant: str | None,
-           command: tuple[str, ...]) -> None:
-    """Create an instance; the command to run (optional) goes after `--`.
+           tags: tuple[str, ...], traits: tuple[str, ...], count: int | None, wait: bool, timeout: float,
+           tenant: str | None, command: tuple[str, ...]) -> None:
+    """Create an instance (or --count of them); the command to run (optional) goes after `--`.
 
     \b
     cloud instance create web --image nginx:1.27 --type small --port 8080:80 --wait
     cloud instance create job --image alpine --vcpus 1 --memory 256 --disk 1 -- sh -c 'echo hi'
+    cloud instance create worker --image alpine --type tiny --count 20
     """
     if instance_type is None and None in (vcpus, memory_mb, disk_gb):
         raise click.UsageError("give --type, or all of --vcpus, --memory and --disk")
@@ -120,6 +125,14 @@ def create(state: CliState, name: str, image: str, kind: str, instance_type: str
         "user_data": user_data_file.read() if user_data_file is not None else None,
     }
     client = state.client()
+    if count is not None:
+        batch = client.instances.create_batch(name, count, image, tenant=tenant, **fields)
+        if wait:
+            deadline = time.monotonic() + timeout
+            batch = [wait_for(state, i["id"], ["running"], max(0.1, deadline - time.monotonic()), tenant)
+                     for i in batch]
+        emit_page(state.output, {"items": batch, "next_marker": None}, CREATED_FIELDS)
+        return
     created = client.instances.create(name, image, tenant=tenant, **fields)
     if wait:
         created = wait_for(state, created["id"], ["running"], timeout, tenant)
@@ -175,6 +188,24 @@ _action("start", "running", "Start a stopped instance (--wait: until it runs).")
 _action("reboot", None, "Reboot a running instance.")
 
 
+@instance.command("resize")
+@click.argument("ident", metavar="INSTANCE")
+@click.option("--type", "instance_type", help="New instance type.")
+@click.option("--vcpus", type=click.IntRange(1, 512))
+@click.option("--memory", "memory_mb", type=click.IntRange(16), help="Memory in MB.")
+@click.option("--disk", "disk_gb", type=click.IntRange(1), help="Disk in GB (only grows).")
+@tenant_option
+@click.pass_obj
+def resize(state: CliState, ident: str, instance_type: str | None, vcpus: int | None, memory_mb: int | None,
+           disk_gb: int | None, tenant: str | None) -> None:
+    """Resize an instance in place (containers)."""
+    if instance_type is None and vcpus is None and memory_mb is None and disk_gb is None:
+        raise click.UsageError("give --type or at least one of --vcpus, --memory, --disk")
+    result = state.client().instances.resize(ident, instance_type=instance_type, vcpus=vcpus, memory_mb=memory_mb,
+                                             disk_gb=disk_gb, tenant=tenant)
+    emit_done(state.output, f"Instance {ident}: resized ({_describe(result)}).", result)
+
+
 @instance.command("delete")
 @click.argument("ident", metavar="INSTANCE")
 @wait_option
@@ -210,12 +241,25 @@ def logs(state: CliState, ident: str, follow: bool, tail: int | None, tenant: st
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @click.option("--timeout", "exec_timeout", type=click.FloatRange(0, 300, min_open=True), default=30.0,
               show_default=True, help="Seconds the command may run.")
+@click.option("-i", "--interactive", is_flag=True, help="Attach stdin: a live session (no --timeout).")
+@click.option("-t", "--tty", "use_tty", is_flag=True, help="Give the command a terminal (with -i: raw mode).")
 @tenant_option
 @click.pass_obj
 @click.pass_context
 def exec_(ctx: click.Context, state: CliState, ident: str, command: tuple[str, ...], exec_timeout: float,
-          tenant: str | None) -> None:
-    """Run a command in a container: `cloud instance exec web -- ls /`. Exits with the command's exit code."""
+          interactive: bool, use_tty: bool, tenant: str | None) -> None:
+    """Run a command in a container: `cloud instance exec web -- ls /`. Exits with the command's exit code.
+
+    \b
+    With -i the command runs as a live session with your stdin attached (`cloud instance exec web -it -- sh`);
+    add -t for a terminal: your terminal is then in raw mode until the command ends.
+    """
+    if interactive or use_tty:
+        session = state.client().instances.exec_interactive(ident, list(command), tty=use_tty, tenant=tenant)
+        code = bridge(session, forward_stdin=interactive, raw=use_tty)
+        if code is None:
+            click.echo("Error: the command's exit code is unknown", err=True)
+        ctx.exit(1 if code is None else int(code))
     result = state.client().instances.exec(ident, list(command), timeout=exec_timeout, tenant=tenant)
     if state.output == "table":
         click.echo(result.get("output", ""), nl=False)
@@ -235,10 +279,17 @@ def stats(state: CliState, ident: str, tenant: str | None) -> None:
 
 @instance.command("console")
 @click.argument("ident", metavar="INSTANCE")
+@click.option("--snapshot", is_flag=True, help="Only print the console output so far.")
 @tenant_option
 @click.pass_obj
-def console(state: CliState, ident: str, tenant: str | None) -> None:
-    """A VM's serial console output so far."""
+def console(state: CliState, ident: str, snapshot: bool, tenant: str | None) -> None:
+    """A VM's serial console, interactively: Ctrl-] leaves (--snapshot: print the output so far)."""
+    if not snapshot:
+        session = state.client().instances.console_interactive(ident, tenant=tenant)
+        if stdin_is_terminal():
+            click.echo(f"Connected to the console of {ident}; Ctrl-] leaves.", err=True)
+        bridge(session, raw=True, escape=ESCAPE, eof_closes_input=False)
+        return
     result = state.client().instances.console(ident, tenant=tenant)
     if state.output == "table" and isinstance(result.get("output"), str):
         click.echo(result["output"], nl=False)

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from shared.cli import audit, auth, cluster, hosts, instances, keys, quota, secrets, tenants, users
+from shared.cli import audit, auth, cluster, hosts, images, instances, keys, quota, secrets, tenants, users
 from shared.cli.common import CliState, CloudGroup, output_param
 from shared.sdk.config import ConfigError
 from shared.sdk.errors import CloudError
@@ -61,6 +61,7 @@ for command in (
     instances.instance,
     instances.server_group,
     instances.instance_type,
+    images.image,
 ):
     cli.add_command(command)
 
@@ -68,3 +69,7 @@ for command in (
 def main() -> None:
     """Console-script entry point."""
     cli(prog_name="cloud")
+
+
+if __name__ == "__main__":
+    main()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import email.utils
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -17,6 +17,7 @@ from shared.sdk.cluster import ClusterAPI
 from shared.sdk.compute import HostsAPI, InstancesAPI, InstanceTypesAPI, ServerGroupsAPI
 from shared.sdk.errors import CloudError, error_from_body
 from shared.sdk.identity import AuthAPI, KeysAPI, QuotaAPI, RolesAPI, TenantsAPI, UsersAPI
+from shared.sdk.images import ImagesAPI
 from shared.sdk.secrets import SecretsAPI
 
 DEFAULT_URL = "http://127.0.0.1:8600"
@@ -25,6 +26,8 @@ MAX_RETRY_AFTER = 2.0
 DEFAULT_RETRY_AFTER = 0.5
 
 Params = Mapping[str, str]
+# A raw request body: bytes, or a function returning an iterable of bytes (called again for each retry)
+Content = bytes | Callable[[], Iterable[bytes]]
 
 
 def parse_retry_after(value: str | None) -> float:
@@ -49,8 +52,8 @@ class CloudClient:
     """A client for one thecloud controller (or a load balancer in front of several).
 
     Resource groups are attributes: ``auth``, ``tenants``, ``quota``, ``users``, ``roles``, ``keys``,
-    ``secrets``, ``audit``, ``events``, ``cluster``, ``hosts``, ``instances``, ``server_groups`` and
-    ``instance_types``.
+    ``secrets``, ``audit``, ``events``, ``cluster``, ``hosts``, ``instances``, ``server_groups``,
+    ``instance_types`` and ``images``.
     """
 
     def __init__(
@@ -68,6 +71,7 @@ class CloudClient:
         self.api_key = api_key
         self.token = token
         self.timeout = timeout
+        self.verify = verify  # also for WebSocket sessions (shared.sdk.sessions)
         self.retries_on_503 = max(0, retries_on_503)
         self._sleep = sleep
         self._http = httpx.Client(
@@ -91,6 +95,7 @@ class CloudClient:
         self.instances = InstancesAPI(self)
         self.server_groups = ServerGroupsAPI(self)
         self.instance_types = InstanceTypesAPI(self)
+        self.images = ImagesAPI(self)
 
     @classmethod
     def from_config(cls, profile: str | None = None, **kwargs: Any) -> CloudClient:
@@ -124,13 +129,18 @@ class CloudClient:
         json: Any = None,
         idempotency_key: str | None = None,
         auth: bool = True,
+        content: Content | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: httpx.Timeout | None = None,
     ) -> Any:
         """Send a request and return the decoded JSON body (None for an empty body).
 
-        ``auth=False`` leaves the Authorization header out (used by login).
+        ``auth=False`` leaves the Authorization header out (used by login). ``content`` is a raw body
+        instead of ``json`` (a function returning chunks streams it, and is called again for a retry).
         """
         response = self._send(
-            method, path, params=params, json=json, idempotency_key=idempotency_key, auth=auth
+            method, path, params=params, json=json, idempotency_key=idempotency_key, auth=auth,
+            content=content, headers=headers, timeout=timeout,
         )
         try:
             body = response.read()
@@ -193,6 +203,7 @@ class CloudClient:
         timeout: httpx.Timeout | None = None,
         auth: bool = True,
         headers: Mapping[str, str] | None = None,
+        content: Content | None = None,
     ) -> httpx.Response:
         """Send with retries on 503; return a successful, unread response or raise CloudError.
 
@@ -208,6 +219,7 @@ class CloudClient:
                 path,
                 params=dict(params) if params else None,
                 json=json,
+                content=content() if callable(content) else content,
                 headers=all_headers,
                 timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
             )

@@ -9,6 +9,7 @@ from typing import Any
 
 from shared.sdk.base import ListableResource, Page, body, query, seg
 from shared.sdk.errors import CloudError
+from shared.sdk.sessions import InteractiveSession, open_session
 
 # Statuses an instance can be in (``GET /v1/instances/{instance}``); ``deleted`` is what ``wait`` reports
 # once the instance is gone.
@@ -141,6 +142,31 @@ class InstancesAPI(ListableResource):
         )
         return result
 
+    def create_batch(
+        self,
+        name_prefix: str,
+        count: int,
+        image: str,
+        *,
+        tenant: str | None = None,
+        idempotency_key: str | None = None,
+        **fields: Any,
+    ) -> builtins.list[dict[str, Any]]:
+        """Create ``count`` (1..1000) instances of one spec, named ``{name_prefix}-1`` .. ``-{count}``, placed
+        together: all of them or none (409 ``no_valid_host`` / ``conflict``, 403 ``quota_exceeded``).
+
+        ``fields`` are those of :meth:`create`. Returns the instances, in name order.
+        """
+        result: dict[str, Any] = self._client.request(
+            "POST",
+            f"{self.path}/batch",
+            params=query(tenant=tenant),
+            json={"template": body(image=image, **fields), "name_prefix": name_prefix, "count": count},
+            idempotency_key=idempotency_key,
+        )
+        items: builtins.list[dict[str, Any]] = result["items"]
+        return items
+
     def list(
         self,
         limit: int | None = None,
@@ -182,6 +208,25 @@ class InstancesAPI(ListableResource):
     def reboot(self, instance: str, *, tenant: str | None = None) -> dict[str, Any]:
         """Reboot a running instance."""
         return self._action(instance, "reboot", tenant)
+
+    def resize(
+        self,
+        instance: str,
+        *,
+        instance_type: str | None = None,
+        vcpus: int | None = None,
+        memory_mb: int | None = None,
+        disk_gb: int | None = None,
+        tenant: str | None = None,
+    ) -> dict[str, Any]:
+        """Change the instance's size in place (its host must have room for the new size)."""
+        result: dict[str, Any] = self._client.request(
+            "POST",
+            f"{self.path}/{seg(instance)}/resize",
+            params=query(tenant=tenant),
+            json=body(instance_type=instance_type, vcpus=vcpus, memory_mb=memory_mb, disk_gb=disk_gb),
+        )
+        return result
 
     def update(
         self,
@@ -252,6 +297,22 @@ class InstancesAPI(ListableResource):
             "GET", f"{self.path}/{seg(instance)}/console", params=query(tenant=tenant)
         )
         return result
+
+    def exec_interactive(
+        self, instance: str, command: Sequence[str], *, tty: bool = False, tenant: str | None = None
+    ) -> InteractiveSession:
+        """Start ``command`` in a container with its stdin attached (and a pseudo-terminal with ``tty``); returns
+        the open session: ``send`` input, read output with ``recv``/iteration, then ``exit_code``. Close it when
+        done (``with`` does)."""
+        params = [("command", str(arg)) for arg in command] + [("tty", "true" if tty else "false")]
+        if tenant is not None:
+            params.append(("tenant", tenant))
+        return open_session(self._client, f"{self.path}/{seg(instance)}/exec/ws", params)
+
+    def console_interactive(self, instance: str, *, tenant: str | None = None) -> InteractiveSession:
+        """A VM's serial console as an open session (output from now on; ``console`` has what came before)."""
+        params = [("tenant", tenant)] if tenant is not None else []
+        return open_session(self._client, f"{self.path}/{seg(instance)}/console/ws", params)
 
     def wait(
         self,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -53,3 +55,13 @@ def report(api: ApiServer, host_id: str, items: list[dict[str, Any]]) -> dict[st
 
 def report_status(api: ApiServer, host_id: str, instance: dict[str, Any], status: str) -> dict[str, Any]:
     return report(api, host_id, [{"id": instance["id"], "generation": instance["generation"], "status": status}])
+
+
+def register_image(admin: CloudClient, name: str | None = None, content: bytes | None = None,
+                   fmt: str = "raw") -> dict[str, Any]:
+    """A VM image from a small uploaded blob (the cluster admin's)."""
+    data = content if content is not None else b"test image " + uuid.uuid4().bytes
+    sha = hashlib.sha256(data).hexdigest()
+    admin.request("PUT", f"/v1/images/blobs/{sha}", content=data, headers={"Content-Type": "application/octet-stream"})
+    result: dict[str, Any] = admin.images.register(name or unique("img"), sha, format=fmt)
+    return result

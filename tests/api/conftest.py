@@ -25,6 +25,7 @@ from controller.api.events import EventBus
 from controller.services.duties import Duties, DutyConfig
 from controller.services.runtime import Runtime
 from controller.store.memory import MemoryStore
+from shared.blobs import BlobDir
 from shared.sdk import CloudClient
 
 T = TypeVar("T")
@@ -105,6 +106,7 @@ def serve_api(key_dir: Path) -> Iterator[ApiServer]:
     """An in-process API server (own store, clock and loop thread) with the cluster admin bootstrapped."""
     clock = FakeClock()
     rt = Runtime(MemoryStore(address=RAFT_ADDRESS), CLUSTER_SECRET, clock=clock)
+    rt.images = BlobDir(str(key_dir / "images"))  # the controller's image blob store
     bus = EventBus()
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=_serve_forever, args=(loop,), name="api-server", daemon=True)

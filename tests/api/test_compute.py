@@ -22,7 +22,16 @@ from controller.services.compute_duties import ComputeDuties
 from controller.services.errors import ServiceError
 from controller.services.liveness import Liveness
 from shared.sdk import CloudClient, CloudError
-from tests.api.compute_util import heartbeat, join_host, new_csr, payload, report, report_status, up_host
+from tests.api.compute_util import (
+    heartbeat,
+    join_host,
+    new_csr,
+    payload,
+    register_image,
+    report,
+    report_status,
+    up_host,
+)
 from tests.api.conftest import ApiServer, TenantWorld, assert_error, bearer, make_tenant, serve_api, unique
 
 TERM = 1
@@ -145,6 +154,7 @@ def test_no_valid_host_explains_why(capi: ApiServer, cadmin: CloudClient, dev: C
         assert (exc.value.status, exc.value.code) == (409, "no_valid_host")
         assert exc.value.message == f"no valid host among 1: {expected}"
     up_host(capi, cadmin, zone="z2", kinds=["container"])
+    register_image(cadmin, "debian-12")
     with pytest.raises(CloudError) as exc:
         dev.instances.create("vm", "debian-12", kind="vm", zone="z2", **SMALL)
     assert exc.value.message == "no valid host among 2: kind 1, zone 1"
@@ -378,7 +388,8 @@ def test_host_down_reschedules_restartable_instances(capi: ApiServer, cadmin: Cl
     heartbeat(capi, spare["id"])
     reason = capi.run(duties.run_once(TERM))
     assert reason == f"host lost down after {capi.rt.compute.host_grace + 1:.0f}s without heartbeat; " \
-                     "1 of 3 instance(s) rescheduled", reason
+                     "1 instance(s) rescheduled, 0 waiting for a host, 2 not restarted (stopped or restart policy " \
+                     "never)", reason
     assert cadmin.hosts.get("lost")["state"] == "down"
     moved = dev.instances.get("keep")
     assert (moved["host"], moved["generation"], moved["status"]) == ("spare", 2, "scheduled")
@@ -622,3 +633,48 @@ def test_agent_calls_reach_the_instances_host(capi: ApiServer, cadmin: CloudClie
         with pytest.raises(CloudError) as exc:
             call()
         assert (exc.value.status, exc.value.code) == (409, "not_running")
+
+
+def test_viewers_see_env_names_but_not_values(capi: ApiServer, cadmin: CloudClient, dev: CloudClient,
+                                              team: TenantWorld) -> None:
+    up_host(capi, cadmin)
+    dev.instances.create("envy", "alpine", env={"DB_PASSWORD": "hunter2-secret"}, **SMALL)
+    assert dev.instances.get("envy")["env"] == {"DB_PASSWORD": "hunter2-secret"}
+    with capi.client(api_key=team["viewer"].key) as viewer:
+        shown = viewer.instances.get("envy")
+        listed = viewer.instances.list()["items"]
+    assert shown["env"] == {"DB_PASSWORD": "<redacted>"}
+    assert [i["env"] for i in listed] == [{"DB_PASSWORD": "<redacted>"}]
+
+
+def test_resize_in_place_claims_on_the_host_and_adjusts_quota(capi: ApiServer, cadmin: CloudClient,
+                                                              dev: CloudClient) -> None:
+    host = up_host(capi, cadmin, vcpu=4, memory_mb=2048, disk_gb=20)
+    made = dev.instances.create("grow", "alpine", **SMALL)
+    before = _usage(dev)
+    resized = dev.instances.resize("grow", memory_mb=1024, vcpus=2)
+    assert (resized["vcpus"], resized["memory_mb"], resized["disk_gb"], resized["host"]) == (2, 1024, 1, host["name"])
+    assert _state(capi, made["id"])["spec_rev"] == 1
+    assert cadmin.hosts.get(host["id"])["allocated"] == {"vcpu": 2, "memory_mb": 1024, "disk_gb": 1}
+    after = _usage(dev)
+    assert (after["vcpus"] - before["vcpus"], after["memory_mb"] - before["memory_mb"]) == (1, 768)
+    assert after["instances"] == before["instances"]
+    by_type = dev.instances.resize("grow", instance_type="small")
+    assert (by_type["memory_mb"], by_type["instance_type"]) == (512, "small")
+
+    with pytest.raises(CloudError) as too_big:
+        dev.instances.resize("grow", memory_mb=4096)
+    assert too_big.value.status == 409 and too_big.value.code == "no_valid_host"
+    assert "does not fit on host" in str(too_big.value)
+    with pytest.raises(CloudError) as shrink:
+        dev.instances.resize("grow", disk_gb=0)
+    assert shrink.value.status == 422
+    dev.instances.resize("grow", disk_gb=6)
+    with pytest.raises(CloudError) as shrink_disk:
+        dev.instances.resize("grow", disk_gb=5)
+    assert shrink_disk.value.status == 422 and "only grow" in str(shrink_disk.value)
+    # nothing changed by the refusals
+    assert cadmin.hosts.get(host["id"])["allocated"] == {"vcpu": 1, "memory_mb": 512, "disk_gb": 6}
+    with pytest.raises(CloudError) as empty:
+        dev.instances.resize("grow")
+    assert empty.value.status == 422

@@ -19,7 +19,9 @@ Expectations come from POLICY (pinned separately by test_policy_matches_the_docu
 - an allowed role on its own tenant's object -> the route's success status (or the natural non-auth
   status the sample documents: 422 for deleting tenant ``default``, 409 for Raft membership changes
   on the in-memory store or for removing the leader, 404 for a non-member, 503 ``unavailable`` for an
-  instance's logs/stats/console/exec, since the in-process server has no agent link);
+  instance's logs/stats/console/exec and exec session, since the in-process server has no agent link, 409
+  ``not_supported`` for the console session of a container; the WebSocket routes are sampled with a plain GET:
+  everything the matrix checks is decided before the upgrade);
 - an allowed tenant role on the other tenant -> 404 when it names the other tenant's object, 403 when
   it names the other tenant itself, never 2xx; the cluster admin may act across tenants and gets 2xx.
 
@@ -32,6 +34,7 @@ A new route without an entry in SAMPLES makes its cells (and test_every_route_ha
 
 from __future__ import annotations
 
+import hashlib
 import re
 import uuid
 from collections.abc import Callable
@@ -234,6 +237,7 @@ class Case:
     foreign: set[str] = field(default_factory=set)  # extra strings of the other tenant that must not leak
     stream: bool = False
     check_errors: bool = False  # run ``check`` on an error answer too (when ``ok`` is an error status)
+    content: bytes | None = None  # a raw body instead of ``json`` (image blob uploads)
 
 
 def _json(r: httpx.Response) -> Any:
@@ -782,6 +786,23 @@ def s_create_instance(c: Cell) -> Case:
                 json={"name": name, "image": "alpine", "instance_type": "tiny"}, check=check, unchanged=unchanged)
 
 
+def s_create_instance_batch(c: Cell) -> Case:
+    prefix = unique("newb")
+
+    def check(r: httpx.Response) -> None:
+        items = _json(r)["items"]
+        assert [i["name"] for i in items] == [f"{prefix}-1", f"{prefix}-2"]
+        assert {(i["tenant_id"], i["status"], i["host"]) for i in items} == {
+            (c.target.id, "scheduled", c.world.host["name"])}
+
+    def unchanged() -> None:
+        assert not any(i["name"].startswith(prefix) for i in c.admin.instances.list_all(tenant=c.target.name))
+
+    return Case("/v1/instances/batch", c.across(201, 403), params=_tenant_param(c),
+                json={"template": {"image": "alpine", "instance_type": "tiny"}, "name_prefix": prefix, "count": 2},
+                check=check, unchanged=unchanged)
+
+
 def s_list_instances(c: Cell) -> Case:
     def check(r: httpx.Response) -> None:
         _all_in_tenant(c.target.id)(r)
@@ -832,6 +853,7 @@ s_stop_instance = _instance_change("/stop", None, None, lambda i: i["desired"] =
 s_start_instance = _instance_change("/start", None, _stop_first, lambda i: i["desired"] == "running")
 s_reboot_instance = _instance_change(
     "/reboot", None, None, lambda i: "reboot requested" in {e["message"] for e in i["events"]})
+s_resize_instance = _instance_change("/resize", {"memory_mb": 192}, None, lambda i: i["memory_mb"] == 192)
 
 
 def s_delete_instance(c: Cell) -> Case:
@@ -851,9 +873,11 @@ def s_delete_instance(c: Cell) -> Case:
                 foreign={instance["name"]} if c.other_scope else set())
 
 
-def _agent_route(suffix: str, body: Any = None, fresh: bool = False) -> Callable[[Cell], Case]:
+def _agent_route(suffix: str, body: Any = None, fresh: bool = False, query: dict[str, str] | None = None,
+                 own: tuple[int, str] = (503, "unavailable")) -> Callable[[Cell], Case]:
     """logs/stats/console/exec: the instance is looked up (in the caller's tenant) before the agent, and the
-    in-process server has no agent link: 503 ``unavailable`` for one's own instance, 404 for another's."""
+    in-process server has no agent link: 503 ``unavailable`` for one's own instance (or ``own``), 404 for
+    another's."""
 
     def sample(c: Cell) -> Case:
         if fresh:  # exec is audited with its target: never the world's instance ids (they must not leak)
@@ -862,10 +886,12 @@ def _agent_route(suffix: str, body: Any = None, fresh: bool = False) -> Callable
         else:
             instance_id, name = c.target.instance_id, c.target.instance_name
         ident, params = _instance_ref(c, instance_id, name)
-        ok = c.across(503, 404)
+        if query:
+            params = {**(params or {}), **query}
+        ok = c.across(own[0], 404)
 
         def check(r: httpx.Response) -> None:
-            assert _json(r)["error"]["code"] == ("unavailable" if ok == 503 else "not_found")
+            assert _json(r)["error"]["code"] == (own[1] if ok == own[0] else "not_found")
 
         return Case(f"/v1/instances/{ident}/{suffix}", ok, params=params, json=body, check=check,
                     check_errors=True, foreign={name} if c.other_scope else set())
@@ -948,6 +974,88 @@ def s_delete_type(c: Cell) -> Case:
     return Case(f"/v1/instance-types/{name}", 204, check=check, unchanged=unchanged)
 
 
+# -- VM images: global (every role reads them, the cluster admin manages them) ------------------------
+def _new_blob() -> tuple[str, bytes]:
+    data = b"matrix blob " + uuid.uuid4().bytes
+    return hashlib.sha256(data).hexdigest(), data
+
+
+def _uploaded(c: Cell) -> str:
+    sha, data = _new_blob()
+    c.admin.request("PUT", f"/v1/images/blobs/{sha}", content=data,
+                    headers={"Content-Type": "application/octet-stream"})
+    return sha
+
+
+def _fresh_image(c: Cell) -> str:
+    name = unique("img")
+    c.admin.images.register(name, _uploaded(c), format="raw")
+    return name
+
+
+def _image_names(c: Cell) -> set[str]:
+    return {i["name"] for i in c.admin.images.list_all(limit=1000)}
+
+
+def s_upload_blob(c: Cell) -> Case:
+    sha, data = _new_blob()
+    store = c.world.api.rt.images
+    assert store is not None
+
+    def check(r: httpx.Response) -> None:
+        assert (_json(r)["sha256"], _json(r)["size"], _json(r)["holders"]) == (sha, len(data), [RAFT_ADDRESS])
+        assert store.has(sha)
+
+    def unchanged() -> None:
+        assert not store.has(sha) and not store.temp_files()
+
+    return Case(f"/v1/images/blobs/{sha}", 200, content=data, check=check, unchanged=unchanged)
+
+
+def s_create_image(c: Cell) -> Case:
+    sha, name = _uploaded(c), unique("img")
+
+    def check(r: httpx.Response) -> None:
+        image = _json(r)
+        assert (image["name"], image["disk"]["sha256"], image["format"]) == (name, sha, "raw")
+
+    def unchanged() -> None:
+        assert name not in _image_names(c)
+
+    return Case("/v1/images", 201, json={"name": name, "disk_sha256": sha, "format": "raw"}, check=check,
+                unchanged=unchanged)
+
+
+def s_list_images(c: Cell) -> Case:
+    name = _fresh_image(c)
+
+    def check(r: httpx.Response) -> None:
+        assert name in {i["name"] for i in _json(r)["items"]}
+
+    return Case("/v1/images", 200, params={"limit": "1000"}, check=check)
+
+
+def s_get_image(c: Cell) -> Case:
+    name = _fresh_image(c)
+
+    def check(r: httpx.Response) -> None:
+        assert (_json(r)["name"], _json(r)["holders"]) == (name, [RAFT_ADDRESS])
+
+    return Case(f"/v1/images/{name}", 200, check=check)
+
+
+def s_delete_image(c: Cell) -> Case:
+    name = _fresh_image(c)
+
+    def check(r: httpx.Response) -> None:
+        assert name not in _image_names(c)
+
+    def unchanged() -> None:
+        assert name in _image_names(c)
+
+    return Case(f"/v1/images/{name}", 204, check=check, unchanged=unchanged)
+
+
 SAMPLES: dict[tuple[str, str], Callable[[Cell], Case]] = {
     ("GET", "/v1/health"): s_health,
     ("GET", "/metrics"): s_metrics,
@@ -993,23 +1101,34 @@ SAMPLES: dict[tuple[str, str], Callable[[Cell], Case]] = {
     ("POST", "/v1/hosts/{host}/enable"): _host_flag("enable", "enabled", True),
     ("DELETE", "/v1/hosts/{host}"): s_delete_host,
     ("POST", "/v1/instances"): s_create_instance,
+    ("POST", "/v1/instances/batch"): s_create_instance_batch,
     ("GET", "/v1/instances"): s_list_instances,
     ("GET", "/v1/instances/{instance}"): s_get_instance,
     ("PATCH", "/v1/instances/{instance}"): s_update_instance,
     ("POST", "/v1/instances/{instance}/stop"): s_stop_instance,
     ("POST", "/v1/instances/{instance}/start"): s_start_instance,
     ("POST", "/v1/instances/{instance}/reboot"): s_reboot_instance,
+    ("POST", "/v1/instances/{instance}/resize"): s_resize_instance,
     ("DELETE", "/v1/instances/{instance}"): s_delete_instance,
     ("GET", "/v1/instances/{instance}/logs"): _agent_route("logs"),
     ("GET", "/v1/instances/{instance}/stats"): _agent_route("stats"),
     ("GET", "/v1/instances/{instance}/console"): _agent_route("console"),
     ("POST", "/v1/instances/{instance}/exec"): _agent_route("exec", {"command": ["true"]}, fresh=True),
+    # sessions are audited like exec (fresh instances, see above); a plain GET never gets to the upgrade
+    ("GET", "/v1/instances/{instance}/exec/ws"): _agent_route("exec/ws", fresh=True, query={"command": "true"}),
+    ("GET", "/v1/instances/{instance}/console/ws"): _agent_route("console/ws", fresh=True,
+                                                                   own=(409, "not_supported")),
     ("POST", "/v1/server-groups"): s_create_group,
     ("GET", "/v1/server-groups"): s_list_groups,
     ("DELETE", "/v1/server-groups/{group}"): s_delete_group,
     ("GET", "/v1/instance-types"): s_list_types,
     ("POST", "/v1/instance-types"): s_create_type,
     ("DELETE", "/v1/instance-types/{name}"): s_delete_type,
+    ("PUT", "/v1/images/blobs/{sha256}"): s_upload_blob,
+    ("POST", "/v1/images"): s_create_image,
+    ("GET", "/v1/images"): s_list_images,
+    ("GET", "/v1/images/{name}"): s_get_image,
+    ("DELETE", "/v1/images/{name}"): s_delete_image,
 }
 
 
@@ -1018,7 +1137,7 @@ def _send(api: ApiServer, route: Route, case: Case, token: str | None, request_i
     headers = {"X-Request-Id": request_id, **(bearer(token) if token else {})}
     with httpx.Client(base_url=api.url, timeout=10.0) as client:
         request = client.build_request(route.method, case.path, params=case.params, json=case.json,
-                                       headers=headers)
+                                       content=case.content, headers=headers)
         response = client.send(request, stream=case.stream)
         if case.stream and response.status_code == 200:
             response.close()  # headers only: the event stream never ends
@@ -1079,9 +1198,9 @@ def test_cell(world: World, method: str, path: str, role: str, scope: str) -> No
         leaked = sorted(s for s in foreign if s in body)
         assert not leaked, f"the response leaks the other tenant's {leaked}: {body[:500]}"
 
-    # every authenticated mutating request is in the audit trail, with its request id and outcome
-    # (login is public and changes nothing: it is not audited)
-    if route.mutating and not rule.public and caller is not None:
+    # every authenticated mutating (or otherwise audited: sessions) request is in the audit trail, with its
+    # request id and outcome (login is public and changes nothing: it is not audited)
+    if route.audited and not rule.public and caller is not None:
         records = [r for r in _audit_records(world, caller.name, started) if r["request_id"] == request_id]
         assert len(records) == 1, (records, response.status_code, body)
         record = records[0]
@@ -1162,23 +1281,32 @@ EXPECTED_ACCESS = {
     ("POST", "/v1/hosts/{host}/enable"): "cluster-admin",
     ("DELETE", "/v1/hosts/{host}"): "cluster-admin",
     ("POST", "/v1/instances"): "developer+",
+    ("POST", "/v1/instances/batch"): "developer+",
     ("GET", "/v1/instances"): "viewer+",
     ("GET", "/v1/instances/{instance}"): "viewer+",
     ("PATCH", "/v1/instances/{instance}"): "developer+",
     ("POST", "/v1/instances/{instance}/stop"): "developer+",
     ("POST", "/v1/instances/{instance}/start"): "developer+",
     ("POST", "/v1/instances/{instance}/reboot"): "developer+",
+    ("POST", "/v1/instances/{instance}/resize"): "developer+",
     ("DELETE", "/v1/instances/{instance}"): "developer+",
     ("GET", "/v1/instances/{instance}/logs"): "developer+",
     ("GET", "/v1/instances/{instance}/stats"): "viewer+",
     ("GET", "/v1/instances/{instance}/console"): "developer+",
     ("POST", "/v1/instances/{instance}/exec"): "developer+",
+    ("GET", "/v1/instances/{instance}/exec/ws"): "developer+",
+    ("GET", "/v1/instances/{instance}/console/ws"): "developer+",
     ("POST", "/v1/server-groups"): "developer+",
     ("GET", "/v1/server-groups"): "viewer+",
     ("DELETE", "/v1/server-groups/{group}"): "developer+",
     ("GET", "/v1/instance-types"): "viewer+",
     ("POST", "/v1/instance-types"): "cluster-admin",
     ("DELETE", "/v1/instance-types/{name}"): "cluster-admin",
+    ("PUT", "/v1/images/blobs/{sha256}"): "cluster-admin",
+    ("POST", "/v1/images"): "cluster-admin",
+    ("GET", "/v1/images"): "viewer+",
+    ("GET", "/v1/images/{name}"): "viewer+",
+    ("DELETE", "/v1/images/{name}"): "cluster-admin",
 }
 ACCESS_RULES = {
     "public": policy_module.PUBLIC,

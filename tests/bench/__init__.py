@@ -18,5 +18,9 @@ one JSON line on stdout (``"bench"`` says which kind); progress and notes go to 
 4. ``profile``: when a latency goal is missed and py-spy is installed (see tests/bench/profile.py), the
    missed operations are re-run while py-spy samples the leader and a follower; the hot spots are listed
    as shares of the GIL-holding samples.
-5. ``summary``: each goal, the figure that decides it, and whether it is met.
+5. ``compute`` (tests/bench/compute_sim.py, on a cluster of its own): up to 10,000 simulated hosts joined and
+   heartbeating over mutual TLS (``compute_join``, ``compute_heartbeats``: the leader's CPU), placements/s
+   and latency of batches and single creates at 1,000 and 10,000 hosts (``compute_placement``), and docker
+   launch latency through a real agent (``compute_launch``). ``--only compute``; ``--hosts 1000,10000``.
+6. ``summary``: each goal, the figure that decides it, and whether it is met.
 """

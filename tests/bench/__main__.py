@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import multiprocessing
 import sys
 import time
 from multiprocessing.pool import Pool
 from typing import Any
 
-from tests.bench import api_latency, failover, report
+from tests.bench import api_latency, compute_sim, failover, report
 from tests.bench.api_latency import LoadPlan, Phase
 from tests.bench.procs import CpuWindow, background_cpu_pct, bench_cluster
 from tests.bench.profile import find_py_spy
@@ -32,8 +33,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="total requests/s of the paced read phases (0 skips them; default 500)")
     p.add_argument("--paced-write-rate", type=float, default=250.0,
                    help="total requests/s of the paced write phase (0 skips it; default 250)")
-    p.add_argument("--only", choices=("latency", "failover"), help="run one part only")
+    p.add_argument("--only", choices=("latency", "failover", "compute"), help="run one part only")
     p.add_argument("--failover-rounds", type=int, default=3, help="leader kills (default 3)")
+    p.add_argument("--hosts", help="compute: comma-separated fleet sizes (default 1000,10000; quick 1000)")
+    p.add_argument("--launches", type=int, help="compute: docker launches (default 20, quick 5)")
     p.add_argument("--profile", choices=("auto", "always", "never"),
                    help="sample controllers with py-spy: auto = when a latency goal is missed and py-spy is "
                         "installed (default; never with --quick)")
@@ -63,35 +66,54 @@ def main(argv: list[str] | None = None) -> int:
     emit({"bench": "environment", "cpus": multiprocessing.cpu_count(), "python": sys.version.split()[0],
           "background_cpu_pct": background_cpu_pct(1.0), "quick": quick, "clients": args.clients,
           "client_procs": args.client_procs, "duration_s": duration, "warmup_s": warmup})
-    pool = multiprocessing.get_context("spawn").Pool(max(1, args.client_procs))
     try:
-        with bench_cluster(3) as cluster:
-            leader = cluster.wait_leader(timeout=30)
-            key = cluster.admin_key()
-            info(f"leader is {leader.name} ({leader.url})")
-            names = api_latency.prepare(leader, key)
-            emit(idle_cpu(cluster, 2.0 if quick else 3.0))
-            latency: list[dict[str, Any]] = []
-            if args.only in (None, "latency"):
-                def may_retry() -> bool:
-                    return time.monotonic() - started < RETRY_BUDGET_S
-
-                for phase in api_latency.phases(plan, ops, args.paced_read_rate, args.paced_write_rate):
-                    leader = cluster.wait_leader(timeout=30)  # a phase may have moved the leadership
-                    latency.append(api_latency.run_phase(pool, cluster, leader, key, names, phase,
-                                                         args.noisy_pct, retries, may_retry))
-                _profile(profile_mode, latency, pool, cluster, cluster.wait_leader(timeout=30), key, names, plan,
-                         ops)
-            if args.only in (None, "failover") and args.failover_rounds > 0:
-                failover.run(cluster, key, args.failover_rounds, quick=quick)
+        if args.only in (None, "latency", "failover"):
+            pool = multiprocessing.get_context("spawn").Pool(max(1, args.client_procs))
+            try:
+                _controller_benches(args, quick, plan, ops, retries, profile_mode, started, pool)
+            finally:
+                pool.terminate()
+                pool.join()
+        if args.only in (None, "compute"):
+            compute_sim.run(_sim_plan(args, quick))
     except KeyboardInterrupt:
         info("interrupted")
         return 130
-    finally:
-        pool.terminate()
-        pool.join()
     emit(summary(time.monotonic() - started))
     return 0
+
+
+def _sim_plan(args: argparse.Namespace, quick: bool) -> compute_sim.SimPlan:
+    plan = compute_sim.SimPlan.quick() if quick else compute_sim.SimPlan()
+    if args.hosts:
+        plan = dataclasses.replace(plan, fleets=tuple(int(n) for n in args.hosts.split(",") if n))
+    if args.launches is not None:
+        plan = dataclasses.replace(plan, launches=args.launches)
+    return plan
+
+
+def _controller_benches(args: argparse.Namespace, quick: bool, plan: LoadPlan, ops: tuple[str, ...], retries: int,
+                        profile_mode: str, started: float, pool: Pool) -> None:
+    """API latency and failover, on a cluster of their own."""
+    with bench_cluster(3) as cluster:
+        leader = cluster.wait_leader(timeout=30)
+        key = cluster.admin_key()
+        info(f"leader is {leader.name} ({leader.url})")
+        names = api_latency.prepare(leader, key)
+        emit(idle_cpu(cluster, 2.0 if quick else 3.0))
+        latency: list[dict[str, Any]] = []
+        if args.only in (None, "latency"):
+            def may_retry() -> bool:
+                return time.monotonic() - started < RETRY_BUDGET_S
+
+            for phase in api_latency.phases(plan, ops, args.paced_read_rate, args.paced_write_rate):
+                leader = cluster.wait_leader(timeout=30)  # a phase may have moved the leadership
+                latency.append(api_latency.run_phase(pool, cluster, leader, key, names, phase,
+                                                     args.noisy_pct, retries, may_retry))
+            _profile(profile_mode, latency, pool, cluster, cluster.wait_leader(timeout=30), key, names, plan,
+                     ops)
+        if args.only in (None, "failover") and args.failover_rounds > 0:
+            failover.run(cluster, key, args.failover_rounds, quick=quick)
 
 
 def _profile(mode: str, latency: list[dict[str, Any]], pool: Pool, cluster: ControllerCluster,
@@ -138,8 +160,36 @@ def summary(elapsed: float) -> dict[str, Any]:
     if fo:
         goals.append({"goal": "failover < 2 s with 0 lost writes", "max_failover_s": fo[-1]["max_failover_s"],
                       "lost": fo[-1]["lost"], "met": fo[-1]["met"]})
+    goals += compute_goals(report.RESULTS)
     return {"bench": "summary", "elapsed_s": round(elapsed, 1), "goals": goals,
-            "all_met": all(g["met"] for g in goals)}
+            "all_met": all(g["met"] for g in goals if g["met"] is not None)}
+
+
+def compute_goals(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The compute goals, judged at the largest fleet that was measured."""
+    goals: list[dict[str, Any]] = []
+    placement = [r for r in results if r["bench"] == "compute_placement" and not r["hosts_react"]]
+    if placement:
+        hosts = max(r["hosts"] for r in placement)
+        best = max((r for r in placement if r["hosts"] == hosts), key=lambda r: r["placements_per_s"])
+        goal = {"goal": f">= {compute_sim.PLACEMENT_GOAL_PER_S:.0f} placements/s at {hosts} hosts",
+                "placements_per_s": best["placements_per_s"], "mode": best["mode"], "p99_ms": best["p99_ms"],
+                "met": best["met"]}
+        loop = [r for r in results if r["bench"] == "compute_placement" and r["hosts_react"]]
+        if loop:  # the same with the hosts running and reporting what they get (measured once, on fewer hosts)
+            goal["with_hosts_reacting"] = {"hosts": loop[-1]["hosts"], "placements_per_s": loop[-1]["placements_per_s"]}
+        goals.append(goal)
+    beats = [r for r in results if r["bench"] == "compute_heartbeats"]
+    if beats:
+        top = max(beats, key=lambda r: r["hosts"])
+        goals.append({"goal": f"leader < one core while {top['hosts']} hosts heartbeat every "
+                              f"{top['interval_s']:.0f} s", "leader_cpu_pct": top["leader_cpu_pct"],
+                      "met": top["met"]})
+    launch = [r for r in results if r["bench"] == "compute_launch"]
+    if launch:
+        goals.append({"goal": "docker launch p50 < 1 s (API create -> running)", "p50_ms": launch[-1].get("p50_ms"),
+                      "met": launch[-1]["met"]})
+    return goals
 
 
 if __name__ == "__main__":

@@ -26,14 +26,18 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 @contextmanager
-def bench_cluster(size: int = 3) -> Iterator[ControllerCluster]:
+def bench_cluster(size: int = 3, extra_args: list[str] | None = None) -> Iterator[ControllerCluster]:
     """A started cluster with an agreed leader; every controller is killed and the temp dir removed on exit.
+
+    ``extra_args`` are added to every controller's command line (e.g. ``--heartbeat-interval 5``).
 
     SIGTERM and SIGHUP are turned into KeyboardInterrupt so that cleanup also runs when the run is stopped;
     the controllers run in their own sessions, so only this code can stop them.
     """
     workdir = Path(tempfile.mkdtemp(prefix="thecloud-bench-"))
     cluster = ControllerCluster(workdir / "cluster", size)
+    for node in cluster.nodes:
+        node.extra_args = list(extra_args or [])
     previous = {sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
     atexit.register(_kill_all, cluster)
     try:

@@ -119,3 +119,22 @@ def test_drain_cold_moves_and_undrain_accepts_again(cloud: Cloud) -> None:
     cloud.api.call("POST", "/v1/instances", {"name": "late", "image": DOCKER_IMAGE, "instance_type": "tiny",
                                             "command": ["sleep", "3600"]}, ok=201)
     assert cloud.api.wait_status("late", "running")["host"] == "m1"
+
+
+def test_resize_changes_the_running_containers_limits(cloud: Cloud) -> None:
+    cloud.add_agent("r1")
+    created = cloud.api.call("POST", "/v1/instances", {"name": "sized", "image": DOCKER_IMAGE, "vcpus": 1,
+                                                      "memory_mb": 64, "disk_gb": 1,
+                                                      "command": ["sleep", "3600"]}, ok=201)
+    cloud.api.wait_status("sized", "running")
+    [container] = docker_instances(created["id"])
+    before = container_id(container["name"])
+    cloud.api.call("POST", "/v1/instances/sized/resize", {"memory_mb": 96, "vcpus": 2}, ok=200)
+
+    def limits() -> list[str]:
+        return subprocess.run(["docker", "inspect", "-f", "{{.HostConfig.Memory}} {{.HostConfig.NanoCpus}}",
+                               container["name"]], capture_output=True, text=True, check=True).stdout.split()
+
+    wait_for(lambda: limits() == [str(96 * 1024 * 1024), str(2 * 10**9)], 15, what="new limits applied")
+    assert container_id(container["name"]) == before, "resized in place, not recreated"
+    assert cloud.api.instance("sized")["status"] == "running"

@@ -22,7 +22,8 @@ import pytest
 
 from agent.drivers import load_driver
 from agent.drivers.base import RUNNING, STOPPED, DriverError, InstanceNotFound, InstanceSpec, NotSupported
-from agent.drivers.libvirt import LibvirtDriver, _dac_user, cpu_has_virtualization, unreachable_dirs
+from agent.drivers.libvirt import LibvirtDriver
+from agent.drivers.libvirt_host import cpu_has_virtualization, dac_user, unreachable_dirs
 from agent.drivers.libvirt_xml import METADATA_NS, domain_name, parse_metadata
 from tests.harness.guest import BEGIN_MARKER, DISK_OK_MARKER, END_MARKER, READY_MARKER, Guest, build_guest
 
@@ -48,9 +49,9 @@ def test_dac_user_from_capabilities() -> None:
       <secmodel><model>dac</model><doi>0</doi>
         <baselabel type='kvm'>+64055:+107</baselabel><baselabel type='qemu'>+64055:+108</baselabel>
       </secmodel></host></capabilities>"""
-    assert _dac_user(caps, "qemu") == (64055, 108)
-    assert _dac_user(caps, "kvm") == (64055, 107)
-    assert _dac_user("<capabilities><host/></capabilities>", "qemu") is None
+    assert dac_user(caps, "qemu") == (64055, 108)
+    assert dac_user(caps, "kvm") == (64055, 107)
+    assert dac_user("<capabilities><host/></capabilities>", "qemu") is None
 
 
 def test_unreachable_dirs(tmp_path: Path) -> None:
@@ -339,3 +340,17 @@ async def test_generations(make_driver: Callable[..., LibvirtDriver], guest: Gue
         await driver.create(vm_spec(guest, new_id(), kind="container"))
     await driver.delete(iid)
     assert domain_names_of_host(driver.host_id) == []
+
+
+async def test_the_registered_image_format_is_enforced(make_driver: Callable[..., LibvirtDriver], guest: Guest,
+                                                       data_root: Path) -> None:
+    """With ``image_format`` (the image's registered format) qemu-img never probes the content."""
+    driver = make_driver()
+    iid = new_id()
+    raw = data_root / "plain.raw"
+    raw.write_bytes(b"\0" * 1024 * 1024)
+    os.chmod(raw, 0o644)
+    with pytest.raises(DriverError, match="not in qcow2 format"):
+        await driver.create(vm_spec(guest, iid, image_path=str(raw), image_format="qcow2"))
+    assert domain_names_of_host(driver.host_id) == []
+    assert not Path(driver.instance_dir(iid, 1)).exists()

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from shared.sdk import CloudClient
 from tests.harness.controllers import REPO
+from tests.harness.docker import DOCKER_IMAGE, ensure_docker
 from tests.harness.ports import free_port
 
 
@@ -18,11 +19,13 @@ def _run(script: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 
 
 def test_up_prints_url_and_login_and_a_second_up_finds_everything(tmp_path: Path) -> None:
+    ensure_docker()
     data = tmp_path / "thecloud"
     api_port = free_port()
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("THECLOUD_")},
            "THECLOUD_DATA_DIR": str(data), "THECLOUD_API_PORT": str(api_port),
-           "THECLOUD_RAFT_PORT": str(free_port())}
+           "THECLOUD_RAFT_PORT": str(free_port()), "THECLOUD_AGENT_API_PORT": str(free_port()),
+           "THECLOUD_AGENT_PORT": str(free_port()), "THECLOUD_HOST_NAME": "up-test-host"}
     try:
         up = _run("up.sh", env)
         assert up.returncode == 0, up.stdout + up.stderr
@@ -33,6 +36,11 @@ def test_up_prints_url_and_login_and_a_second_up_finds_everything(tmp_path: Path
         with CloudClient(url, api_key=key) as client:
             client.tenants.create("kept-across-restarts")
             client.secrets.create("kept", "value-1")
+            # the all-in-one host runs real containers through its agent (docker driver)
+            assert [(h["name"], h["state"], h["driver"]) for h in client.hosts.list()["items"]] == [
+                ("up-test-host", "up", "docker")]
+            client.instances.create("hello", DOCKER_IMAGE, instance_type="tiny", command=["sleep", "600"])
+            assert client.instances.wait("hello", "running", timeout=60, interval=0.2)["host"] == "up-test-host"
 
         again = _run("up.sh", env)
         assert again.returncode == 0 and "already running" in again.stdout + again.stderr
@@ -47,6 +55,11 @@ def test_up_prints_url_and_login_and_a_second_up_finds_everything(tmp_path: Path
         assert restarted.returncode == 0, restarted.stdout + restarted.stderr
         with CloudClient(url, api_key=key) as client:
             assert client.secrets.get_value("kept")["value"] == "value-1"
+            # the host kept its identity (no second join) and its instance kept running
+            assert [h["name"] for h in client.hosts.list()["items"]] == ["up-test-host"]
+            assert client.instances.wait("hello", "running", timeout=60, interval=0.2)["generation"] == 1
+            client.instances.delete("hello")
+            client.instances.wait("hello", "deleted", timeout=60, interval=0.2)
             assert "kept-across-restarts" in {t["name"] for t in client.tenants.list_all()}
     finally:
         _run("down.sh", env)

@@ -120,6 +120,27 @@ def test_instance_create_builds_the_body() -> None:
     assert dict(api.requests[0].url.params) == {"tenant": "acme"}
 
 
+def test_instance_create_count_makes_a_batch() -> None:
+    def batch(request: httpx.Request) -> httpx.Response:
+        sent = json.loads(request.content)
+        items = [{**instance("scheduled"), "id": f"i{n}", "name": f"{sent['name_prefix']}-{n}"}
+                 for n in range(1, sent["count"] + 1)]
+        return httpx.Response(201, json={"items": items, "next_marker": None})
+
+    api = FakeAPI({("POST", "/v1/instances/batch"): batch})
+    result = api.run("instance", "create", "web", "--image", "nginx", "--type", "small", "--count", "3", "--tag", "t")
+    assert result.exit_code == 0, result.output
+    assert api.body() == {"template": {"image": "nginx", "kind": "container", "instance_type": "small", "tags": ["t"]},
+                          "name_prefix": "web", "count": 3}
+    assert "Idempotency-Key" in api.requests[0].headers
+    assert all(f"web-{n}" in result.stdout for n in (1, 2, 3))
+    result = api.run("instance", "create", "web", "--image", "nginx", "--type", "small", "--count", "2", "-o", "json")
+    assert [i["name"] for i in json.loads(result.stdout)["items"]] == ["web-1", "web-2"]
+    assert api.run("instance", "create", "web", "--image", "nginx", "--type", "small", "--count", "0").exit_code == 2
+    with api.client() as client:
+        assert [i["id"] for i in client.instances.create_batch("w", 2, "nginx", instance_type="tiny")] == ["i1", "i2"]
+
+
 @pytest.mark.parametrize("args", [
     ["--vcpus", "1"],  # no type and not all sizes
     ["--type", "t", "--env", "1X=2"],

@@ -8,6 +8,8 @@ import os
 import pickle
 import socket
 import struct
+import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,7 @@ from controller import datadir
 from controller.state.command import Command, make_command
 from controller.store import raft_journal
 from controller.store.base import StoreUnavailable
-from controller.store.raft import DUMP_FILE, JOURNAL_FILE, RaftStore, RaftTuning
+from controller.store.raft import DUMP_FILE, JOURNAL_FILE, RaftStore, RaftTuning, _ReplicatedMachine
 from controller.store.raft_journal import DurableFileJournal, DurableMetaStorer, verify_journal
 
 pytestmark = pytest.mark.timeout(20)
@@ -431,3 +433,85 @@ async def test_stopped_store_refuses_writes(node: Node) -> None:
     with pytest.raises(StoreUnavailable, match="not running"):
         await store.write(sys_cmd("noop", {}))
     await store.stop()
+
+
+# -- RaftStore, three nodes in this process ------------------------------------------------------------------
+
+# three nodes share this process's GIL: elections need more patience than one node's FAST timers allow
+CALM = RaftTuning(tick_period=0.01, append_entries_period=0.02, election_timeout_min=1.0, election_timeout_max=2.0,
+                  connection_timeout=2.0, commit_timeout=5.0)
+
+
+async def test_entries_sent_in_parts_reach_every_node(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """pysyncobj splits an entry of 64 KiB or more into parts and may label a part "finish" one part too early:
+    such a part is taken as one more part (no failed tick), and every node gets every entry (see
+    _ReplicatedMachine._finished_transmission)."""
+    early: list[int] = []
+    real = _ReplicatedMachine._finished_transmission
+
+    def spy(self: _ReplicatedMachine, message: dict[str, Any]) -> dict[str, Any]:
+        out = real(self, message)
+        if out.get("transmission") == "process":
+            early.append(len(message["data"]))
+        return out
+
+    monkeypatch.setattr(_ReplicatedMachine, "_finished_transmission", spy)
+    addresses = [free_address() for _ in range(3)]
+    stores = []
+    for i, address in enumerate(addresses):
+        (tmp_path / f"n{i}").mkdir()
+        stores.append(RaftStore(str(tmp_path / f"n{i}"), address, addresses, "test-password", tuning=CALM))
+    try:
+        await asyncio.gather(*(s.start() for s in stores))
+        await wait_for(lambda: any(s.status().role == "leader" for s in stores), "a leader")
+        leader = next(s for s in stores if s.status().role == "leader")
+        assert (await leader.write(sys_cmd("tenant.create", {"id": "t1", "name": "acme"})))["ok"]
+        boundary = 2 * 65536
+        for n, size in enumerate(range(boundary - 400, boundary + 60, 3)):
+            outcome = await leader.write(sys_cmd("secret.create", {"tenant_id": "t1", "name": f"s{n}",
+                                                                   "ciphertext": "c" * size}, n))
+            assert outcome["ok"], outcome
+        await wait_for(lambda: len({snapshot(s) for s in stores}) == 1, "every node applied every entry", 10.0)
+        assert early, "no part was labelled 'finish' too early: the sizes above no longer hit the pysyncobj bug"
+    finally:
+        for s in stores:
+            await s.stop()
+
+
+async def test_a_follower_that_stood_still_reads_the_leader_before_it_calls_an_election(tmp_path: Path) -> None:
+    """A follower stalled past its election timeout (a long GC pause, a starved CPU) must first read the
+    append_entries that arrived meanwhile, not start an election against a leader that is alive."""
+    tuning = RaftTuning(tick_period=0.01, append_entries_period=0.02, election_timeout_min=1.0,
+                        election_timeout_max=1.5, connection_timeout=5.0, commit_timeout=5.0)
+    addresses = [free_address() for _ in range(3)]
+    stores = []
+    for i, address in enumerate(addresses):
+        (tmp_path / f"n{i}").mkdir()
+        stores.append(RaftStore(str(tmp_path / f"n{i}"), address, addresses, "test-password", tuning=tuning))
+    try:
+        await asyncio.gather(*(s.start() for s in stores))
+        await wait_for(lambda: any(s.status().role == "leader" for s in stores), "a leader")
+        leader = next(s for s in stores if s.status().role == "leader")
+        await leader.barrier()
+        term = leader.status().term
+        follower = next(s for s in stores if s is not leader)
+        obj = follower._obj
+        assert obj is not None
+        real_tick = obj._onTick
+        stall = threading.Event()
+
+        def stalled_tick(time_to_wait: float = 0.0) -> None:
+            if stall.is_set():
+                stall.clear()
+                time.sleep(2.5)  # longer than the election timeout; the leader's messages keep arriving
+            real_tick(time_to_wait)
+
+        obj._onTick = stalled_tick  # type: ignore[method-assign,assignment]
+        stall.set()
+        await asyncio.sleep(3.5)
+        assert (await leader.write(sys_cmd("tenant.create", {"id": "t1", "name": "acme"})))["ok"]
+        assert [s.status().term for s in stores] == [term] * 3
+        assert leader.status().role == "leader"
+    finally:
+        for s in stores:
+            await s.stop()

@@ -22,6 +22,13 @@ async def create_instance(req: ApiRequest) -> web.StreamResponse:
     return json_response(instance, 201, replayed)
 
 
+async def create_instances(req: ApiRequest) -> web.StreamResponse:
+    body = req.body(cs.InstanceBatchCreate)
+    page, replayed = await instances.create_batch(req.rt, req.rc, body.template.model_dump(), body.name_prefix,
+                                                  body.count, req.query("tenant"))
+    return json_response(page, 201, replayed)
+
+
 async def list_instances(req: ApiRequest) -> web.StreamResponse:
     status = req.query("status")
     if status is not None and status not in STATUSES:
@@ -45,6 +52,12 @@ def _action(verb: str) -> Callable[[ApiRequest], Awaitable[web.StreamResponse]]:
 stop_instance = _action("stop")
 start_instance = _action("start")
 reboot_instance = _action("reboot")
+
+
+async def resize_instance(req: ApiRequest) -> web.StreamResponse:
+    body = req.body(cs.InstanceResize)
+    return json_response(await instances.resize(req.rt, req.rc, req.path("instance"), body.model_dump(),
+                                                req.query("tenant")))
 
 
 async def update_instance(req: ApiRequest) -> web.StreamResponse:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from agent.applied import AppliedActions
-from agent.drivers.base import DriverError, InstanceSpec
+from agent.drivers.base import DriverError, InstanceSpec, NotSupported
 from agent.drivers.fake import FakeDriver
 from agent.reconciler import Desired, Reconciler
 
@@ -140,3 +140,25 @@ async def test_failed_create_reports_error_and_backs_off(tmp_path: Path) -> None
     reason, reports = await rec.run_once(desired(item("x", image="bad")))
     assert reason == "create n-x failed; next try in 30s", "no retry within the back-off"
     assert reports[-1]["status"] == "error"
+
+
+async def test_resize_is_applied_once_and_an_unsupported_one_is_not_retried(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    driver, rec = make(tmp_path)
+    await rec.run_once(desired(item("a")))
+    reason, _ = await rec.run_once(desired(item("a", memory_mb=128, spec_rev=1)))
+    assert reason == "resized n-a"
+    stats = await driver.stats("a")
+    assert stats["memory_limit_bytes"] == 128 * 1024 * 1024
+    reason, _ = await rec.run_once(desired(item("a", memory_mb=128, spec_rev=1)))
+    assert reason == "1 instance(s) as desired"
+
+    async def unsupported(instance_id: str, vcpus: int, memory_mb: int) -> None:
+        raise NotSupported("no live resize here")
+
+    monkeypatch.setattr(driver, "resize", unsupported)
+    reason, reports = await rec.run_once(desired(item("a", memory_mb=256, spec_rev=2)))
+    assert reason == "resize of n-a not applied: no live resize here"
+    assert reports[-1]["status"] == "running"
+    reason, _ = await rec.run_once(desired(item("a", memory_mb=256, spec_rev=2)))
+    assert reason == "1 instance(s) as desired"

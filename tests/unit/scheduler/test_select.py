@@ -2,12 +2,13 @@ from __future__ import annotations
 
 import pickle
 import random
+from collections import Counter
 
 import pytest
 
 from scheduler.claims import add, shortfall
 from scheduler.model import HostView, WeightSettings
-from scheduler.select import NoValidHost, explain, select_host
+from scheduler.select import NoValidHost, explain, select_host, select_many
 from scheduler.weighers import normalize, weigh
 from tests.unit.scheduler.helpers import host, request
 
@@ -198,3 +199,63 @@ def test_random_placements_never_exceed_capacity(limit: int | None, strategy: st
             for rc, inv in h.inventory.items():
                 assert h.used.get(rc, 0) <= inv.capacity
     assert placed > 20 and refused > 20  # tight: the cluster fills up
+
+
+# -- select_many: a batch of one request ---------------------------------------------------------------------
+def _fleet(n: int, vcpu: int = 4, **kw: object) -> list[HostView]:
+    return [host(f"h{i:04d}", vcpu=vcpu, memory_mb=1 << 20, disk_gb=1 << 20, **kw) for i in range(n)]  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("strategy", ["spread", "pack"])
+@pytest.mark.parametrize("n", [3, 20, 300])
+def test_select_many_fills_every_place_and_not_one_more(strategy: str, n: int) -> None:
+    """Hosts leave the window to let fresh ones in; none is lost: the batch can use every place there is."""
+    hosts = _fleet(n)
+    settings = WeightSettings(strategy=strategy, candidate_limit=8)
+    chosen = select_many(hosts, request(vcpu=1), 4 * n, settings, random.Random(n))
+    assert sorted(Counter(h.id for h in chosen).values()) == [4] * n
+    assert all(h.used == {} and h.instance_count == 0 for h in hosts)  # the hosts given are not modified
+    with pytest.raises(NoValidHost) as info:
+        select_many(hosts, request(vcpu=1), 4 * n + 1, settings, random.Random(n))
+    assert (info.value.placed, info.value.counts, info.value.total) == (4 * n, {"vcpu": n}, n)
+
+
+def test_select_many_spreads_a_batch_over_the_fleet_and_pack_fills_hosts() -> None:
+    hosts = _fleet(1000, vcpu=64)
+    spread = select_many(hosts, request(vcpu=1), 100, WeightSettings(candidate_limit=8), random.Random(1))
+    assert len({h.id for h in spread}) > 50
+    packed = select_many(hosts, request(vcpu=1), 100, WeightSettings(strategy="pack", candidate_limit=8),
+                         random.Random(1))
+    assert len({h.id for h in packed}) <= 3
+
+
+def test_select_many_respects_filters_and_capacity_on_a_mixed_fleet() -> None:
+    rng = random.Random(7)
+    hosts = [host(f"h{i}", zone=rng.choice(["a", "b"]), vcpu=rng.choice([1, 2, 4]), memory_mb=rng.choice([512, 1024]),
+                  state=rng.choice(["up", "up", "up", "down"]), kinds=frozenset(rng.sample(["container", "vm"], 1)))
+             for i in range(200)]
+    req = request(vcpu=1, memory_mb=256, kind="vm", zone="a")
+    settings = WeightSettings(candidate_limit=8)
+    room = sum(min(h.capacity("vcpu"), h.capacity("memory_mb") // 256) for h in hosts
+               if h.state == "up" and h.zone == "a" and "vm" in h.kinds)
+    chosen = select_many(hosts, req, room, settings, rng)
+    assert all(h.zone == "a" and "vm" in h.kinds and h.state == "up" for h in chosen)
+    final = {h.id: h for h in chosen}  # the last view of each host carries all of the batch's claims on it
+    for h in final.values():
+        assert shortfall(h.inventory, h.used, {}) is None
+        assert h.used["vcpu"] <= h.capacity("vcpu") and h.used["memory_mb"] <= h.capacity("memory_mb")
+    with pytest.raises(NoValidHost):
+        select_many(hosts, req, room + 1, settings, rng)
+
+
+def test_select_many_without_a_limit_or_with_a_group_is_the_loop_of_select_host() -> None:
+    hosts = _fleet(5)
+    chosen = select_many(hosts, request(vcpu=1), 10, WeightSettings(candidate_limit=None), random.Random(3))
+    assert sorted(Counter(h.id for h in chosen).values()) == [2] * 5  # spread: always the emptiest
+    apart = select_many(hosts, request(vcpu=1, group_policy="anti-affinity"), 5, WeightSettings(candidate_limit=8))
+    assert len({h.id for h in apart}) == 5
+    with pytest.raises(NoValidHost) as info:
+        select_many(hosts, request(vcpu=1, group_policy="anti-affinity"), 6, WeightSettings(candidate_limit=8))
+    assert info.value.placed == 5 and info.value.counts == {"group": 5}
+    together = select_many(hosts, request(vcpu=1, group_policy="affinity"), 4, WeightSettings(candidate_limit=8))
+    assert len({h.id for h in together}) == 1
