@@ -111,6 +111,7 @@ class ControllerDaemon:
         gc_guard = GcGuard().install()
         while not self._stop.is_set():
             gc_guard.freeze_if_due()
+            gc_guard.report_if_due()
             reason = await duties.run_once()
             if reason != last:
                 log.info("duties: %s", reason)

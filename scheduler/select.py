@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 from scheduler.claims import add
 from scheduler.filters import Filter, active_filters
 from scheduler.model import HostView, PlacementRequest, WeightSettings
-from scheduler.weighers import weigh
+from scheduler.weighers import WEIGHERS, normalize, weigh
 
 _DEFAULT_SETTINGS = WeightSettings()
 # Used when the caller passes no rng; seeded from the OS once at import. Placement is not security relevant.
@@ -123,19 +123,32 @@ def select_many(hosts: Sequence[HostView], request: PlacementRequest, count: int
                 return host
         return None
 
+    # The weighers' raw values of each candidate, kept next to it: only the host just claimed changes, so only
+    # its values are computed again (the normalization across the window is redone each time, as weigh() does).
+    active = [(w, m) for w in WEIGHERS if (m := w.multiplier(settings)) != 0.0]
     window: list[HostView] = []  # oldest first
+    raws: list[tuple[float, ...]] = []
+
+    def add(host: HostView) -> None:
+        window.append(host)
+        raws.append(tuple(w.raw(host, request) for w, _ in active))
+
+    def remove(i: int) -> HostView:
+        del raws[i]
+        return window.pop(i)
+
     for placed in range(count):
         while len(window) < limit and (candidate := fresh()) is not None:
-            window.append(candidate)
+            add(candidate)
         if not window:
             why = explain(view, request)
             raise NoValidHost(why.counts, why.total, placed)
-        host = _claim(claimed, window.pop(_best(window, request, settings, rng)), request)
+        host = _claim(claimed, remove(_best_of(raws, [m for _, m in active], rng)), request)
         chosen.append(host)
         if fits(host):
-            window.append(host)  # it stays a candidate (as the newest): pack keeps filling it
+            add(host)  # it stays a candidate (as the newest): pack keeps filling it
         if len(window) >= limit and walked < n:  # spread over the fleet: the oldest candidate makes room
-            later.append(window.pop(0))
+            later.append(remove(0))
     return chosen
 
 
@@ -164,12 +177,16 @@ def _claim(claimed: dict[str, HostView], host: HostView, request: PlacementReque
     return new
 
 
-def _best(window: list[HostView], request: PlacementRequest, settings: WeightSettings, rng: random.Random) -> int:
-    if len(window) == 1:
+def _best_of(raws: list[tuple[float, ...]], multipliers: list[float], rng: random.Random) -> int:
+    """The index of the best candidate (ties: a random one), from each candidate's raw weigher values."""
+    if len(raws) == 1:
         return 0
-    weights = weigh(window, request, settings)
-    top = max(weights)
-    best = [i for i, w in enumerate(weights) if w == top]
+    totals = [0.0] * len(raws)
+    for j, m in enumerate(multipliers):
+        for i, v in enumerate(normalize([r[j] for r in raws])):
+            totals[i] += m * v
+    top = max(totals)
+    best = [i for i, t in enumerate(totals) if t == top]
     return best[0] if len(best) == 1 else rng.choice(best)
 
 

@@ -51,13 +51,20 @@ async def join(rt: Runtime, rc: RequestContext, token: str, name: str, zone: str
     args = {"token_id": token_id, "secret_hash": _hash(secret), "host_id": host_id, "name": name, "zone": zone}
     await rt.propose(rc, "host.join", args, action="host.join", target=name, tenant_id=None)
     with rt.view() as data:
-        endpoints = agent_endpoints(data)
+        endpoints = agent_endpoints(data, leader_first=rt.store.status().leader)
     return {"host_id": host_id, "name": name, "certificate": certificate,
             "ca_certificate": rt.ca.cert_pem, "controllers": endpoints}
 
 
-def agent_endpoints(data: StateData) -> list[str]:
-    return sorted(m["agent_address"] for m in data.members.values() if m.get("agent_address"))
+def agent_endpoints(data: StateData, leader_first: str | None = None) -> list[str]:
+    """The controllers' agent listeners; with ``leader_first`` (a Raft address) that member's comes first, so a
+    newly joined agent's first heartbeat goes straight to the leader (not through a follower's 421)."""
+    endpoints = sorted(m["agent_address"] for m in data.members.values() if m.get("agent_address"))
+    leader = data.members.get(leader_first or "", {}).get("agent_address")
+    if leader in endpoints:
+        endpoints.remove(leader)
+        endpoints.insert(0, leader)
+    return endpoints
 
 
 def find_host(data: StateData, ident: str) -> dict[str, Any]:

@@ -30,7 +30,9 @@ class Liveness:
         self.epoch_start = self._clock()
 
     def beat(self, host_id: str, payload: dict[str, Any]) -> None:
-        self._beats[host_id] = Beat(self._clock(), payload)
+        # Only what the API shows is kept (the usage figures): the rest of every host's last heartbeat (inventory,
+        # instance list) would be thousands of long-lived objects more for the garbage collector to walk.
+        self._beats[host_id] = Beat(self._clock(), {"usage": payload["usage"]} if "usage" in payload else {})
 
     def silent_for(self, host_id: str) -> float:
         beat = self._beats.get(host_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import functools
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,6 +11,7 @@ DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 
 
+@functools.lru_cache(maxsize=4096)  # the instances of a batch, and their events, share their timestamps
 def iso(ts: float | None) -> str | None:
     if ts is None:
         return None

@@ -44,6 +44,7 @@ from tests.bench.report import emit, info, ms, percentile
 from tests.bench.sim_hosts import WorkerConfig, run_worker
 from tests.harness.controllers import ControllerCluster, ControllerNode
 
+GOAL_HOSTS = 10_000  # the goals are set at this fleet size ("met" is null for smaller fleets)
 PLACEMENT_GOAL_PER_S = 5_000.0
 LEADER_CPU_GOAL_PCT = 100.0  # of one core
 SIM_ZONE = "sim"
@@ -198,7 +199,7 @@ def _join(fleet: Fleet, size: int) -> None:
     emit(record)
 
 
-def _wait_up(fleet: Fleet, size: int, timeout: float = 120.0) -> None:
+def _wait_up(fleet: Fleet, size: int, timeout: float = 300.0) -> None:
     deadline = time.monotonic() + timeout
     while True:
         state = fleet.collect()
@@ -226,6 +227,7 @@ def _heartbeat_cpu(cluster: ControllerCluster, leader: ControllerNode, fleet: Fl
     node_pct = cpu.node_pct or {}
     lat = state["latencies"]
     leader_pct = node_pct.get(leader.name, 0.0)
+    changed = cluster.wait_leader(timeout=30).name != leader.name
     return {"bench": "compute_heartbeats", "hosts": state["hosts"], "up": state["up"],
             "interval_s": HEARTBEAT_INTERVAL, "seconds": seconds,
             "beats_per_s": round(state["beats"] / seconds, 1),
@@ -233,11 +235,11 @@ def _heartbeat_cpu(cluster: ControllerCluster, leader: ControllerNode, fleet: Fl
             "leader_cpu_pct": leader_pct,
             "follower_cpu_pct": {n: p for n, p in node_pct.items() if n != leader.name},
             "beat_p50_ms": ms(percentile(lat, 50)), "beat_p99_ms": ms(percentile(lat, 99)),
-            "errors": state["errors"], "connects": state["connects"] - before["connects"],
+            "errors": state["errors"], "connects": state["connects"] - before["connects"], "leader_changed": changed,
             "sim_cpu_pct": round(100 * (state["cpu_seconds"] - sims0) / seconds, 1),
             "machine_cpu_pct": cpu.machine_pct,
             "goal": f"leader < {LEADER_CPU_GOAL_PCT:.0f}% of one core at 10,000 hosts",
-            "met": leader_pct < LEADER_CPU_GOAL_PCT}
+            "met": leader_pct < LEADER_CPU_GOAL_PCT if state["hosts"] >= GOAL_HOSTS else None}
 
 
 def _placements(cluster: ControllerCluster, leader: ControllerNode, key: str, fleet: Fleet, plan: SimPlan,
@@ -257,6 +259,7 @@ def _placements(cluster: ControllerCluster, leader: ControllerNode, key: str, fl
     node_pct = cpu.node_pct or {}
     lat = sorted(out["latencies"])
     seconds = plan.placement_seconds
+    changed = cluster.wait_leader(timeout=30).name != leader.name  # an election in the window: read with care
     rate = out["placed"] / seconds
     sim_pct = round(100 * (state["cpu_seconds"] - sims0) / (seconds + warmup), 1)
     controllers_pct = sum(node_pct.values())
@@ -265,7 +268,7 @@ def _placements(cluster: ControllerCluster, leader: ControllerNode, key: str, fl
             "per_request": plan.batch_size if mode == "batch" else 1, "clients": clients, "seconds": seconds,
             "placed": out["placed"], "placements_per_s": round(rate, 1), "requests": len(lat),
             "p50_ms": ms(percentile(lat, 50)), "p99_ms": ms(percentile(lat, 99)),
-            "max_ms": ms(lat[-1]) if lat else None, "errors": out["errors"],
+            "max_ms": ms(lat[-1]) if lat else None, "errors": out["errors"], "leader_changed": changed,
             "leader_cpu_pct": node_pct.get(leader.name),
             "follower_cpu_pct": {n: p for n, p in node_pct.items() if n != leader.name},
             # CPU per placement: what decides the rate on a machine of its own (not shared with 10,000 hosts)
@@ -276,7 +279,7 @@ def _placements(cluster: ControllerCluster, leader: ControllerNode, key: str, fl
             "heartbeats_per_s": round(state["beats"] / (seconds + warmup), 1),
             "host_requests_per_s": round((state["desired_fetches"] + state["reports"]) / (seconds + warmup), 1),
             "goal": f">= {PLACEMENT_GOAL_PER_S:.0f} placements/s at 10,000 hosts (Nomad C1M: ~3,750/s)",
-            "met": rate >= PLACEMENT_GOAL_PER_S}
+            "met": rate >= PLACEMENT_GOAL_PER_S if fleet.size >= GOAL_HOSTS else None}
 
 
 async def _load(url: str, key: str, mode: str, clients: int, batch: int, warmup: float, duration: float,

@@ -2,8 +2,8 @@
 
 The agent (tests.harness.agents) joins the benchmark's cluster in a zone of its own, so the instances land
 on it; each instance (local/busybox, ``sleep``) is created with ``POST /v1/instances`` and ``GET
-/v1/instances/{id}`` is polled every 10 ms until it is running. Launches are sequential and the instances are
-kept until the end, so no deletion runs meanwhile. Without docker (``ensure_docker`` fails) the figure is
+/v1/instances/{id}`` is polled every 10 ms until it is running. Launches are sequential; each instance is deleted
+(and gone) before the next launch, so no removal runs meanwhile. Without docker (``ensure_docker`` fails) the figure is
 skipped with the reason. Whatever else the cluster carries at that moment (the simulated fleet keeps
 heartbeating) is part of the measurement.
 """
@@ -47,11 +47,13 @@ def run(cluster: ControllerCluster, key: str, launches: int, workdir: Path) -> d
             latencies: list[float] = []
             failures: list[str] = []
             for n in range(launches):
-                seconds, failure = _launch(api, f"launch-{int(time.time())}-{n}")
+                name = f"launch-{int(time.time())}-{n}"
+                seconds, failure = _launch(api, name)
                 if failure:
                     failures.append(failure)
                 else:
                     latencies.append(seconds)
+                _delete(api, name)  # the test host has room for a few instances only (its real CPUs x 4)
             latencies.sort()
             p50 = percentile(latencies, 50)
             record = {"bench": "compute_launch", "driver": "docker", "image": DOCKER_IMAGE, "launches": launches,
@@ -81,6 +83,13 @@ def _launch(api: httpx.Client, name: str) -> tuple[float, str | None]:
             return 0.0, f"{name}: error: {status.get('status_reason')}"
         time.sleep(POLL_S)
     return 0.0, f"{name}: not running after {TIMEOUT_S:.0f}s"
+
+
+def _delete(api: httpx.Client, name: str) -> None:
+    """Deletes the instance and waits until its agent removed it (no removal overlaps the next launch)."""
+    if api.delete(f"/v1/instances/{name}").status_code not in (204, 404):
+        return
+    _wait(lambda: api.get(f"/v1/instances/{name}").status_code == 404, TIMEOUT_S, f"{name} deleted")
 
 
 def _wait(predicate: Any, timeout: float, what: str) -> None:

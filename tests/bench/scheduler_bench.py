@@ -1,4 +1,5 @@
-"""Scheduler throughput: select_host placements/s and p99 latency at 1,000 and 10,000 random hosts.
+"""Scheduler throughput: select_host (and select_many, batches of 100) placements/s and latency at 1,000 and
+10,000 random hosts.
 
 Each placement is claimed on the chosen host with ``claims.add`` (as the Raft apply step would), so the
 cluster slowly fills. ``python -m tests.bench.scheduler_bench [--quick]`` prints one JSON line per figure.
@@ -13,7 +14,7 @@ import time
 
 from scheduler.claims import add
 from scheduler.model import HostView, Inventory, PlacementRequest, WeightSettings
-from scheduler.select import NoValidHost, select_host
+from scheduler.select import NoValidHost, select_host, select_many
 from tests.bench.report import percentile
 
 ZONES = ("az1", "az2", "az3")
@@ -75,6 +76,33 @@ def measure(n_hosts: int, limit: int | None, seconds: float, max_placements: int
             "p50_ms": round(percentile(latencies, 50) * 1000, 4), "p99_ms": round(percentile(latencies, 99) * 1000, 4)}
 
 
+def measure_batches(n_hosts: int, batch: int, seconds: float) -> dict[str, object]:
+    """select_many: placements of ``batch`` identical requests at a time (POST /v1/instances/batch)."""
+    rng = random.Random(n_hosts * 17 + batch)
+    hosts = make_hosts(n_hosts, rng)
+    settings = WeightSettings(candidate_limit=8)
+    req = PlacementRequest(resources={"vcpu": 1, "memory_mb": 512, "disk_gb": 1}, kind="container")
+    by_id = {h.id: h for h in hosts}
+    latencies: list[float] = []
+    placed = 0
+    clock = time.perf_counter
+    start = clock()
+    while clock() - start < seconds:
+        t0 = clock()
+        chosen = select_many(hosts, req, batch, settings, rng)
+        latencies.append(clock() - t0)
+        for view in chosen:  # claim on the hosts, as apply does
+            host = by_id[view.id]
+            host.used = add(host.used, req.resources)
+            host.instance_count += 1
+        placed += len(chosen)
+    elapsed = clock() - start
+    latencies.sort()
+    return {"bench": "scheduler.select_many", "hosts": n_hosts, "batch": batch, "placements": placed,
+            "placements_per_s": round(placed / elapsed, 1), "p50_batch_ms": round(percentile(latencies, 50) * 1000, 3),
+            "p99_batch_ms": round(percentile(latencies, 99) * 1000, 3)}
+
+
 def run(quick: bool) -> list[dict[str, object]]:
     """Figures for 1,000 and 10,000 hosts, with candidate_limit=8 and with None (weigh every feasible host)."""
     seconds = 0.4 if quick else 2.5
@@ -83,6 +111,7 @@ def run(quick: bool) -> list[dict[str, object]]:
         for limit in (8, None):
             # Bounded so the cluster does not fill up (which would turn every call into a full pass).
             out.append(measure(n, limit, seconds, max_placements=20_000 if limit else 2_000))
+        out.append(measure_batches(n, 100, seconds))
     return out
 
 

@@ -6,6 +6,12 @@ measure. This speaks the same protocol to the same endpoints (``POST /agent/v1/h
 client certificate, ``server_hostname=controller.thecloud``, msgpack bodies, the 421 + ``X-Leader`` redirect to
 the leader, the next controller on a connection error) on one keep-alive connection per host, with a fraction of
 the overhead. Requests of one host are sequential.
+
+Two differences, for a fleet of 10,000 sharing a small machine with its controllers: a request may take 30 s (not
+10), and a request that times out is not retried on the other controllers. With ControllerLink's behaviour, a
+leader that was slow for a moment (a leader change, a long garbage collection, a busy machine) got thousands of
+hosts timing out, reconnecting through a follower's 421 and back, and the TLS handshakes kept it too busy to
+answer within 10 s: a reconnect storm that did not end by itself (see the report of tests/bench/compute_sim.py).
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ class LeanLink:
         self.connects = 0
 
     async def call(self, method: str, path: str, body: dict[str, Any] | None = None,
-                   seconds: float = 10.0) -> dict[str, Any]:
+                   seconds: float = 30.0) -> dict[str, Any]:
         """One request, trying each controller at most once (plus one leader redirect), like ControllerLink."""
         errors: list[str] = []
         redirect: str | None = None
@@ -45,7 +51,15 @@ class LeanLink:
             try:
                 async with asyncio.timeout(seconds):
                     status, headers, payload = await self._send(endpoint, method, path, body)
-            except (OSError, TimeoutError, ssl.SSLError, asyncio.IncompleteReadError, ValueError) as exc:
+            except TimeoutError:
+                # Slow, not gone: the connection is given up (its answer is still due) but the controller is
+                # not; the next request reconnects to it. (Moving on to the next controller and back, as
+                # ControllerLink does, costs an overloaded leader two more TLS handshakes per host: with
+                # thousands of hosts that keeps it overloaded.)
+                self.close()
+                errors.append(f"{endpoint}: timed out after {seconds:.0f}s")
+                break
+            except (OSError, ssl.SSLError, asyncio.IncompleteReadError, ValueError) as exc:
                 self.close()
                 errors.append(f"{endpoint}: {exc.__class__.__name__}: {exc}")
                 self._current += 1

@@ -10,19 +10,18 @@ import pytest
 from controller.gcguard import GcGuard
 
 
-def test_freezes_the_survivors_of_each_full_collection_once(caplog: pytest.LogCaptureFixture) -> None:
+def test_collects_and_freezes_the_survivors_once_a_second(caplog: pytest.LogCaptureFixture) -> None:
     guard = GcGuard(slow_ms=0.0).install()
     try:
-        assert not guard.freeze_if_due()  # no full collection yet
         keep = [{"n": [n]} for n in range(1000)]  # long-lived state
         with caplog.at_level(logging.WARNING, logger="controller.gcguard"):
-            gc.collect()
+            assert guard.freeze_if_due(every=1.0)
         assert guard.full_collections >= 1 and "full garbage collection took" in caplog.text
-        assert guard.freeze_if_due() and gc.get_freeze_count() >= len(keep)
-        assert not guard.freeze_if_due()  # nothing new was collected
-        assert guard.stats()["frozen_objects"] == gc.get_freeze_count()
-        gc.collect(1)  # a young collection does not count
-        assert not guard.freeze_if_due()
+        assert gc.get_freeze_count() >= len(keep)
+        assert not guard.freeze_if_due(every=1.0)  # not again within the second
+        assert guard.freeze_if_due(every=0.0)
+        stats = guard.stats()
+        assert stats["frozen_objects"] == gc.get_freeze_count() and stats["seconds_per_generation"][2] > 0
     finally:
         guard.uninstall()
         gc.unfreeze()

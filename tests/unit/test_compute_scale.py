@@ -1,4 +1,4 @@
-"""The controller's scheduler glue at 10,000 hosts: lazy, cached host views and plans of many instances."""
+"""Compute at 10,000 hosts: lazy, cached host views, plans of many instances, the per-host index, endpoints."""
 
 from __future__ import annotations
 
@@ -119,3 +119,13 @@ def test_apply_shortfall_reads_the_record_like_the_scheduler(resources: dict[str
     host["inventory"]["vcpu"] = {"total": 64, "reserved": 2, "allocation_ratio": 4.0}
     host["used"] = {"vcpu": 10}
     assert shortfall(host, resources) == claims.shortfall(inventory_of(host), host["used"], resources)
+
+
+def test_a_joining_agent_is_told_the_leader_first() -> None:
+    from controller.services.hosts import agent_endpoints
+
+    data = StateData()
+    data.members = {f"10.0.0.{n}:7000": {"agent_address": f"10.0.0.{n}:8621"} for n in (1, 2, 3)}
+    assert agent_endpoints(data) == ["10.0.0.1:8621", "10.0.0.2:8621", "10.0.0.3:8621"]
+    assert agent_endpoints(data, leader_first="10.0.0.3:7000") == ["10.0.0.3:8621", "10.0.0.1:8621", "10.0.0.2:8621"]
+    assert agent_endpoints(data, leader_first="10.0.0.9:7000") == ["10.0.0.1:8621", "10.0.0.2:8621", "10.0.0.3:8621"]
