@@ -9,7 +9,7 @@ import json
 import os
 from typing import Any
 
-from agent.identity import write_private
+from shared.hostidentity import write_private
 
 FILE = "applied.json"
 

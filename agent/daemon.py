@@ -17,18 +17,17 @@ from agent import capacity
 from agent.applied import AppliedActions
 from agent.drivers import load_driver
 from agent.drivers.base import Driver
-from agent.identity import HostIdentity, save_meta
 from agent.images import ImageCache, Sink
-from agent.link import ControllerLink, HostRejected, LinkError
 from agent.reconciler import Desired, Reconciler
 from agent.server import build_agent_server
 from shared import pki
+from shared.hostidentity import HostIdentity, save_meta
+from shared.hostlink import HostRejected, LinkError, link_for
 
 log = logging.getLogger("thecloud.agent")
 VERSION = "0.1.0"
 WATCH_SECONDS = 25.0
 RESYNC_SECONDS = 10.0
-RETRY_SECONDS = 1.0
 
 
 @dataclass
@@ -49,8 +48,7 @@ class AgentDaemon:
         self.config = config
         self.identity = identity
         self.driver = driver or load_driver(config.driver, identity.host_id, config.data_dir, config.driver_options)
-        self.link = ControllerLink(config.controllers or identity.controllers,
-                                   pki.client_context(identity.cert_file, identity.key_file, identity.ca_file))
+        self.link = link_for(identity, config.controllers)
         self.reconciler = Reconciler(self.driver, AppliedActions(config.data_dir))
         self.reconciler.progress = self._report_quietly
         self.images = ImageCache(config.data_dir, self._fetch_blob, on_ready=lambda: self._wake.set())
@@ -135,7 +133,7 @@ class AgentDaemon:
             except LinkError as exc:
                 log.warning("desired-state watch failed: %s", exc)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), RETRY_SECONDS)
+                    await asyncio.wait_for(self._stop.wait(), self.link.backoff())
                 continue
             new_rev = int(answer["rev"])
             if new_rev != rev or self.desired is None:

@@ -7,8 +7,8 @@ import socket
 
 import httpx
 
-from agent.identity import IDENTITY_FILE, HostIdentity, IdentityError, save
 from shared import pki
+from shared.hostidentity import IDENTITY_FILE, HostIdentity, IdentityError, save
 
 
 def join(controller_url: str, token: str, data_dir: str, name: str | None, zone: str | None,

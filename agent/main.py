@@ -7,8 +7,8 @@ import sys
 import click
 
 from agent.capacity import CapacityConfig
-from agent.identity import IdentityError
 from shared import logs
+from shared.hostidentity import IdentityError
 
 
 def _fail(message: str) -> None:
@@ -83,7 +83,7 @@ def run(data_dir: str, driver: str, listen: str, advertise: str, controllers: tu
         heartbeat_interval: float | None, traits: tuple[str, ...], totals: tuple[str, ...], reserved_memory_mb: int,
         cpu_allocation_ratio: float, driver_options: tuple[str, ...], log_level: str) -> None:
     """Run the agent in the foreground."""
-    from agent import identity as identity_mod
+    from shared import hostidentity as identity_mod
     from agent.daemon import AgentConfig, serve
 
     logs.setup("agent", log_level)

@@ -39,9 +39,9 @@ import aiohttp
 
 from agent.applied import AppliedActions
 from agent.drivers.fake import FakeDriver
-from agent.link import LinkError
 from agent.reconciler import Desired, Reconciler
 from shared import pki
+from shared.hostlink import LinkError
 from tests.bench.sim_link import LeanLink
 
 INVENTORY = {"vcpu": {"total": 64, "reserved": 0, "allocation_ratio": 4.0},

@@ -23,8 +23,8 @@ from typing import Any
 
 import msgpack
 
-from agent.link import HostRejected, LinkError
 from shared import pki
+from shared.hostlink import HostRejected, LinkError
 
 MSGPACK = "application/msgpack"
 CONNECT_SECONDS = 10.0

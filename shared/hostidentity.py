@@ -1,5 +1,7 @@
 """The host identity on disk: host id, name, certificate and key, cluster CA, known controllers.
 
+Shared by the daemons of one host (agent, netd, storaged): they all speak for the same host.
+
 Written once by ``thecloud-agent join``; files are replaced atomically and keys are mode 0600.
 """
 

@@ -1,12 +1,15 @@
-"""The agent's link to the controllers: mutual TLS, msgpack, failover between controllers.
+"""A host daemon's link to the controllers (agent, netd, storaged): mutual TLS, msgpack, failover.
 
-Heartbeats must reach the leader; a follower answers 421 with the leader's agent address, which we follow.
-Unreachable controllers are skipped in turn. Nothing here ever touches running instances.
+Writes must reach the leader; a follower answers 421 with the leader's agent address, which we follow.
+Unreachable controllers are skipped in turn. When no controller answers, callers wait ``backoff()`` before the
+next round: exponential with jitter, so thousands of hosts that lost the same controller do not all reconnect at
+the same instant. Nothing here ever touches running instances.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
@@ -16,11 +19,14 @@ import aiohttp
 import msgpack
 
 from shared import pki
+from shared.hostidentity import HostIdentity
 
-log = logging.getLogger("thecloud.agent.link")
+log = logging.getLogger("thecloud.hostlink")
 MSGPACK = "application/msgpack"
 DOWNLOAD_CHUNK = 1 << 20
 DOWNLOAD_READ_TIMEOUT = 60.0
+BACKOFF_FIRST = 0.5
+BACKOFF_MAX = 30.0
 T = TypeVar("T")
 
 
@@ -40,6 +46,13 @@ class ControllerLink:
         self._current = 0
         self._ssl = ssl_context
         self._session: aiohttp.ClientSession | None = None
+        self._failed_rounds = 0
+
+    def backoff(self) -> float:
+        """Seconds to wait before the next round after ``call`` raised: doubles per failed round up to
+        BACKOFF_MAX, with "equal jitter" (half fixed, half random); back to the start after a success."""
+        ceiling = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** min(self._failed_rounds, 16))
+        return ceiling / 2 + random.uniform(0, ceiling / 2)  # noqa: S311 - jitter, not security
 
     @property
     def current(self) -> str:
@@ -91,7 +104,9 @@ class ControllerLink:
                 raise LinkError(f"{endpoint} refused {method} {path} ({status}): {_message(payload)}")
             if not isinstance(payload, dict):
                 raise LinkError(f"{endpoint} answered {method} {path} with a non-map body")
+            self._failed_rounds = 0
             return payload
+        self._failed_rounds += 1
         raise LinkError("no controller answered: " + "; ".join(errors[-3:]))
 
     async def download(self, path: str, sink: Callable[[AsyncIterator[bytes]], Awaitable[T]],
@@ -157,3 +172,9 @@ def _message(payload: Any) -> str:
         if error:
             return str(error)
     return str(payload)[:300]
+
+
+def link_for(identity: HostIdentity, controllers: list[str] | None = None) -> ControllerLink:
+    """The link a host daemon uses: the host's own certificate, to the given controllers or the known ones."""
+    return ControllerLink(controllers or identity.controllers,
+                          pki.client_context(identity.cert_file, identity.key_file, identity.ca_file))
