@@ -83,8 +83,8 @@ def run(data_dir: str, driver: str, listen: str, advertise: str, controllers: tu
         heartbeat_interval: float | None, traits: tuple[str, ...], totals: tuple[str, ...], reserved_memory_mb: int,
         cpu_allocation_ratio: float, driver_options: tuple[str, ...], log_level: str) -> None:
     """Run the agent in the foreground."""
-    from shared import hostidentity as identity_mod
     from agent.daemon import AgentConfig, serve
+    from shared import hostidentity as identity_mod
 
     logs.setup("agent", log_level)
     try:

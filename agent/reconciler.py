@@ -15,8 +15,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.applied import AppliedActions
-from agent.drivers.base import RUNNING, ActualInstance, Driver, DriverError, InstanceSpec, NotSupported, PortMapping
+from agent.drivers.base import (
+    RUNNING,
+    ActualInstance,
+    Driver,
+    DriverError,
+    InstanceSpec,
+    Nic,
+    NotSupported,
+    PortMapping,
+    VolumeMount,
+)
 from agent.images import ImageCache
+from shared.netmodel import port_names
 
 log = logging.getLogger("thecloud.agent.reconcile")
 CREATE_RETRY_SECONDS = 30.0
@@ -44,7 +55,19 @@ def spec_of(item: dict[str, Any]) -> InstanceSpec:
         ports=tuple(PortMapping(int(p["host_port"]), int(p["container_port"]), p.get("protocol", "tcp"))
                     for p in item.get("ports") or ()),
         user_data=item.get("user_data") or "", restart_policy=item.get("restart_policy") or "always",
-        tenant_id=item.get("tenant_id") or "")
+        tenant_id=item.get("tenant_id") or "",
+        volumes=tuple(VolumeMount(volume_id=str(v["volume_id"]), kind=str(v.get("kind") or "filesystem"),
+                                  path=str(v.get("path") or ""), mount_path=str(v.get("mount_path") or ""),
+                                  format=str(v.get("format") or "raw"), read_only=bool(v.get("read_only")))
+                      for v in item.get("volumes") or ()),
+        nic=_nic_of(item.get("nic")))
+
+
+def _nic_of(raw: Any) -> Nic | None:
+    if not isinstance(raw, dict) or not raw.get("port_id"):
+        return None
+    return Nic(port_id=str(raw["port_id"]), mac=str(raw.get("mac") or ""), ip=str(raw.get("ip") or ""),
+               gateway=str(raw.get("gateway") or ""), tap=port_names(str(raw["port_id"])).tap)
 
 
 class Reconciler:
@@ -106,10 +129,10 @@ class Reconciler:
         try:
             if spec_rev > seqs.get("spec_rev", 0):
                 try:
-                    await self.driver.resize(ident, int(item["vcpus"]), int(item["memory_mb"]))
-                    step.done.append(f"resized {item['name']}")
-                except NotSupported as exc:  # not retried: the instance keeps running at its old size
-                    step.failed.append(f"resize of {item['name']} not applied: {exc}")
+                    await self.driver.update(spec_of(item))
+                    step.done.append(f"updated {item['name']} (spec revision {spec_rev})")
+                except NotSupported as exc:  # not retried: the instance keeps running as it was
+                    step.failed.append(f"update of {item['name']} not applied: {exc}")
             elif item["desired"] == "stopped" and instance.state == RUNNING:
                 await self.driver.stop(ident)
                 step.done.append(f"stopped {item['name']}")
@@ -179,5 +202,8 @@ class Reconciler:
 
 
 def _report(instance: ActualInstance) -> dict[str, Any]:
-    return {"id": instance.id, "generation": instance.generation, "status": instance.state,
-            "reason": instance.detail if instance.state != RUNNING else "", "addresses": list(instance.addresses)}
+    report: dict[str, Any] = {"id": instance.id, "generation": instance.generation, "status": instance.state,
+              "reason": instance.detail if instance.state != RUNNING else "", "addresses": list(instance.addresses)}
+    if instance.netns:
+        report["netns"] = instance.netns
+    return report

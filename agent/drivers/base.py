@@ -46,6 +46,33 @@ class PortMapping:
 
 
 @dataclass(frozen=True)
+class VolumeMount:
+    """A volume storaged holds on this host, attached to the instance.
+
+    ``kind`` "filesystem": ``path`` is a mounted directory, bind-mounted into a container at ``mount_path``.
+    ``kind`` "block": ``path`` is a block device or an image file (``format`` raw|qcow2), a VM disk whose serial
+    is the volume id (the guest finds it as /dev/disk/by-id/virtio-<volume id>)."""
+
+    volume_id: str
+    kind: str
+    path: str
+    mount_path: str = ""
+    format: str = "raw"
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
+class Nic:
+    """The instance's port in its VPC; netd plumbs it (a veth into the container's namespace, a VM's tap)."""
+
+    port_id: str
+    mac: str
+    ip: str = ""
+    gateway: str = ""
+    tap: str = ""  # VMs: the tap device netd creates for this port
+
+
+@dataclass(frozen=True)
 class InstanceSpec:
     """What the controller wants to run. ``generation`` changes every time the instance is placed anew."""
 
@@ -68,6 +95,8 @@ class InstanceSpec:
     boot_initrd: str | None = None
     boot_cmdline: str = ""
     image_format: str = ""  # VMs: the base image's registered format (qcow2 | raw); "" = let qemu-img tell
+    volumes: tuple[VolumeMount, ...] = ()
+    nic: Nic | None = None  # None: the driver's own default networking (no VPC port)
 
 
 @dataclass
@@ -77,6 +106,7 @@ class ActualInstance:
     state: str  # RUNNING | STOPPED | ERROR
     detail: str = ""
     addresses: list[str] = field(default_factory=list)
+    netns: str | None = None  # a running container's network namespace (for netd to plumb its VPC port)
 
 
 @dataclass(frozen=True)
@@ -158,6 +188,13 @@ class Driver(ABC):
     @abstractmethod
     async def exec(self, instance_id: str, command: list[str],
                    timeout: float = 30.0) -> ExecResult: ...  # noqa: ASYNC109 - handed to the engine's own API
+
+    async def update(self, spec: InstanceSpec) -> None:
+        """Applies a changed spec (size, attached volumes) to an existing instance of the same generation.
+        Drivers that can attach volumes override this; the default only resizes."""
+        if spec.volumes:
+            raise NotSupported(f"driver {self.name} cannot attach volumes")
+        await self.resize(spec.id, spec.vcpus, spec.memory_mb)
 
     async def resize(self, instance_id: str, vcpus: int, memory_mb: int) -> None:
         """Applies new CPU and memory limits to a running or stopped instance, keeping its disk."""

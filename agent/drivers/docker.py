@@ -32,6 +32,7 @@ import docker
 import docker.errors
 import requests.exceptions
 
+from agent.drivers import docker_attach
 from agent.drivers.base import (
     ERROR,
     RUNNING,
@@ -71,6 +72,12 @@ def container_name(instance_id: str, generation: int) -> str:
     return f"tc-{instance_id}-g{generation}"
 
 
+def _hostname(name: str) -> str | None:
+    """The instance name as the container's hostname, when it is a valid one."""
+    label = name.lower()[:63]
+    return label if label and all(ch.isalnum() or ch == "-" for ch in label) and label[0] != "-" else None
+
+
 def _truthy(value: str) -> bool:
     return value.strip().lower() in ("1", "true", "yes", "on")
 
@@ -90,6 +97,8 @@ class _Container:
     generation: int
     status: str  # docker's: created, running, paused, restarting, removing, exited, dead
     addresses: list[str] = field(default_factory=list)
+    volumes: str = ""  # the thecloud.volumes label: the volume set it was made with
+    port_id: str = ""  # the thecloud.nic label: its VPC port, which netd plumbs
 
     @classmethod
     def parse(cls, summary: Mapping[str, Any], host_id: str) -> _Container | None:
@@ -108,7 +117,8 @@ class _Container:
             for key in ("IPAddress", "GlobalIPv6Address"):
                 if net and net.get(key):
                     addresses.append(net[key])
-        return cls(summary["Id"], instance_id, generation, str(summary.get("State") or "").lower(), addresses)
+        return cls(summary["Id"], instance_id, generation, str(summary.get("State") or "").lower(), addresses,
+                   labels.get(docker_attach.LABEL_VOLUMES, ""), labels.get(docker_attach.LABEL_NIC, ""))
 
 
 class DockerDriver(Driver):
@@ -226,7 +236,8 @@ class DockerDriver(Driver):
         result = []
         for c in newest.values():
             if c.status == "running":
-                result.append(ActualInstance(c.instance_id, c.generation, RUNNING, "", c.addresses))
+                result.append(ActualInstance(c.instance_id, c.generation, RUNNING, "", c.addresses,
+                                             await self._netns(c) if c.port_id else None))
             elif c.status == "dead":
                 result.append(ActualInstance(c.instance_id, c.generation, ERROR, await self._detail(c)))
             else:
@@ -271,9 +282,17 @@ class DockerDriver(Driver):
                     raise DriverError(f"cannot create instance {spec.id}: {_error_text(e)}") from e
                 raise
 
+    async def _netns(self, c: _Container) -> str | None:
+        try:
+            return docker_attach.netns_path(await self._call(lambda api: api.inspect_container(c.id)))
+        except (docker.errors.NotFound, DriverError):
+            return None
+
     def _create_container(self, api: docker.APIClient, spec: InstanceSpec) -> str:
+        # with a VPC port, netd maps host ports (DNAT): docker has no network to publish them on
+        published = spec.ports if spec.nic is None else ()
         port_bindings: dict[str, list[int]] = {}
-        for p in spec.ports:
+        for p in published:
             port_bindings.setdefault(f"{p.container_port}/{p.protocol}", []).append(p.host_port)
         host_config = api.create_host_config(
             port_bindings=port_bindings or None,
@@ -281,7 +300,8 @@ class DockerDriver(Driver):
             mem_limit=spec.memory_mb * _MIB if spec.memory_mb > 0 else None,
             restart_policy=RESTART_POLICIES[spec.restart_policy],
             init=self.use_init or None,
-            network_mode=self.network,
+            binds=docker_attach.binds(spec),
+            **docker_attach.network_options(spec, self.network),
         )
         labels = {
             LABEL_INSTANCE: spec.id,
@@ -289,6 +309,7 @@ class DockerDriver(Driver):
             LABEL_HOST: self.host_id,
             LABEL_TENANT: spec.tenant_id,
             LABEL_NAME: spec.name,
+            **docker_attach.labels(spec),
         }
         created = api.create_container(
             spec.image,
@@ -296,7 +317,8 @@ class DockerDriver(Driver):
             name=container_name(spec.id, spec.generation),
             labels=labels,
             environment=dict(spec.env) or None,
-            ports=[(p.container_port, p.protocol) for p in spec.ports] or None,
+            ports=[(p.container_port, p.protocol) for p in published] or None,
+            hostname=_hostname(spec.name) if spec.nic is not None else None,
             host_config=host_config,
             use_config_proxy=False,
         )
@@ -349,6 +371,19 @@ class DockerDriver(Driver):
             await self._call(lambda api: api.restart(c.id, timeout=self.stop_timeout))
 
         await self._with_current(instance_id, reboot)
+
+    async def update(self, spec: InstanceSpec) -> None:
+        """A new volume set needs a new container (docker cannot add mounts): same instance and generation,
+        started only if the old one ran. Size changes alone are applied live."""
+        current = await self._current(spec.id)
+        if current.volumes == docker_attach.volumes_label(spec):
+            await self.resize(spec.id, spec.vcpus, spec.memory_mb)
+            return
+        async with self._lock(spec.id):
+            await self._remove(current.id)
+            container_id = await self._call(lambda api: self._create_container(api, spec))
+            if current.status == "running":
+                await self._call(lambda api: api.start(container_id))
 
     async def resize(self, instance_id: str, vcpus: int, memory_mb: int) -> None:
         """Live: docker updates the cgroup limits. Swap stays at docker's default for a new container (2x)."""

@@ -207,6 +207,14 @@ class FakeDriver(Driver):
         inst.spec = dataclasses.replace(inst.spec, vcpus=vcpus, memory_mb=memory_mb)
         inst.log.append(f"resized to {vcpus} vcpu, {memory_mb} MiB\n".encode())
 
+    async def update(self, spec: InstanceSpec) -> None:
+        inst = self._get(spec.id)
+        if inst.spec.volumes != spec.volumes:
+            inst.spec = dataclasses.replace(inst.spec, volumes=spec.volumes)
+            inst.log.append(f"volumes now {[v.volume_id for v in spec.volumes]}\n".encode())
+        if (inst.spec.vcpus, inst.spec.memory_mb) != (spec.vcpus, spec.memory_mb):
+            await self.resize(spec.id, spec.vcpus, spec.memory_mb)
+
     async def delete(self, instance_id: str) -> None:
         self._remove(instance_id)
 

@@ -40,7 +40,7 @@ from typing import Any, ClassVar, TypeVar
 import libvirt
 
 from agent.drivers import libvirt_disks as disks
-from agent.drivers import libvirt_pty
+from agent.drivers import libvirt_pty, libvirt_volumes
 from agent.drivers.base import (
     ActualInstance,
     Driver,
@@ -267,10 +267,11 @@ class LibvirtDriver(Driver):
             disks=(
                 Disk(disk, "vda", "qcow2"),
                 Disk(seed_path, "vdb", "raw", readonly=True),
+                *libvirt_volumes.volume_disks(spec),
             ),
             console_log=os.path.join(inst_dir, "console.log"),
             direct_boot=direct,
-            interfaces=(),  # NICs come from the networking component
+            interfaces=libvirt_volumes.interfaces(spec),  # the tap netd made for the VPC port
             arch=libvirt_arch(),
             machine=self.options.get("machine") or None,
             cpu_mode=self.options.get("cpu_mode") or None,
@@ -310,6 +311,16 @@ class LibvirtDriver(Driver):
                 d.dom.create()
 
         await self._call(start)
+
+    async def update(self, spec: InstanceSpec) -> None:
+        """Volumes attach and detach live (hot-plug); a new size is refused (not supported for VMs yet)."""
+        async with self._lock(spec.id):
+            d = await self._newest(spec.id)
+            running = d.state == libvirt.VIR_DOMAIN_RUNNING
+            await self._call(libvirt_volumes.sync, d.dom, spec, running)
+            info = await self._call(d.dom.info)  # [state, max memory KiB, memory KiB, vcpus, cpu time]
+        if (int(info[3]), int(info[1]) // 1024) != (max(1, spec.vcpus), max(16, spec.memory_mb)):
+            await self.resize(spec.id, spec.vcpus, spec.memory_mb)
 
     async def start(self, instance_id: str) -> None:
         async with self._lock(instance_id):

@@ -34,6 +34,8 @@ class Disk:
     device: str = "disk"  # "disk" | "cdrom"
     bus: str = "virtio"  # "virtio" | "sata" | "ide" | "scsi"
     readonly: bool = False
+    block: bool = False  # a block device (LVM volume) rather than a file
+    serial: str | None = None  # volumes: the volume id, so the guest finds /dev/disk/by-id/virtio-<id>
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,7 @@ class Interface:
     openvswitch: bool = False
     interface_id: str | None = None  # OVS external-ids:iface-id
     target_dev: str | None = None  # the tap's name on the host
+    ethernet: bool = False  # a tap netd already made and plugged (managed='no'): ``bridge`` is unused
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,25 @@ def metadata_element(meta: InstanceMeta) -> ET.Element:
     return root
 
 
+def disk_element(disk: Disk) -> ET.Element:
+    """One ``<disk>``; also what the driver hot-plugs when a volume is attached to a running VM."""
+    d = ET.Element("disk", {"type": "block" if disk.block else "file", "device": disk.device})
+    driver_attrs = {"name": "qemu", "type": disk.format}
+    if disk.device == "disk" and not disk.readonly:
+        driver_attrs["discard"] = "unmap"
+    _sub(d, "driver", **driver_attrs)
+    if disk.block:
+        _sub(d, "source", dev=disk.path)
+    else:
+        _sub(d, "source", file=disk.path)
+    _sub(d, "target", dev=disk.target, bus=disk.bus)
+    if disk.serial:
+        _sub(d, "serial", disk.serial)
+    if disk.readonly:
+        _sub(d, "readonly")
+    return d
+
+
 def build_domain_xml(cfg: DomainConfig) -> str:
     if cfg.virt_type not in VIRT_TYPES:
         raise ValueError(f"virt_type must be one of {VIRT_TYPES}, not {cfg.virt_type!r}")
@@ -141,21 +163,17 @@ def build_domain_xml(cfg: DomainConfig) -> str:
 
     devices = _sub(dom, "devices")
     for disk in cfg.disks:
-        d = _sub(devices, "disk", type="file", device=disk.device)
-        driver_attrs = {"name": "qemu", "type": disk.format}
-        if disk.device == "disk" and not disk.readonly:
-            driver_attrs["discard"] = "unmap"
-        _sub(d, "driver", **driver_attrs)
-        _sub(d, "source", file=disk.path)
-        _sub(d, "target", dev=disk.target, bus=disk.bus)
-        if disk.readonly:
-            _sub(d, "readonly")
+        devices.append(disk_element(disk))
 
     # Networking: one <interface> per NIC, plugged by the networking component (netd) into its bridge.
     for nic in cfg.interfaces:
-        iface = _sub(devices, "interface", type="bridge")
+        iface = _sub(devices, "interface", type="ethernet" if nic.ethernet else "bridge")
         if nic.mac:
             _sub(iface, "mac", address=nic.mac)
+        if nic.ethernet:
+            _sub(iface, "target", dev=nic.target_dev or "", managed="no")
+            _sub(iface, "model", type=nic.model)
+            continue
         _sub(iface, "source", bridge=nic.bridge)
         if nic.openvswitch:
             vport = _sub(iface, "virtualport", type="openvswitch")

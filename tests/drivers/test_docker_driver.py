@@ -7,6 +7,7 @@ agents) sharing the dockerd never see each other's containers.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import socket
 import threading
 import time
@@ -20,7 +21,16 @@ import docker
 import pytest
 
 from agent.drivers import load_driver
-from agent.drivers.base import RUNNING, STOPPED, DriverError, InstanceNotFound, InstanceSpec, PortMapping
+from agent.drivers.base import (
+    RUNNING,
+    STOPPED,
+    DriverError,
+    InstanceNotFound,
+    InstanceSpec,
+    Nic,
+    PortMapping,
+    VolumeMount,
+)
 from agent.drivers.docker import DockerDriver, container_name
 from tests.harness.docker import DOCKER_IMAGE, ensure_docker
 from tests.harness.ports import free_port
@@ -341,3 +351,52 @@ async def test_port_mapping(driver: DockerDriver) -> None:
                 raise
             await asyncio.sleep(0.1)
     assert body == b"hello-from-tc\n"
+
+
+# -- what the rest of the cloud gives a container: volumes (storaged's mounts) and a VPC port (netd) -----------
+
+
+async def test_volume_bind_mount_and_reattach_keeps_the_data(
+        driver: DockerDriver, docker_client: docker.DockerClient, tmp_path: Path) -> None:
+    mounted = tmp_path / "vol-a"  # stands in for the directory storaged mounted for the volume
+    mounted.mkdir()
+    s = spec(volumes=(VolumeMount("vol-a", "filesystem", str(mounted), "/data"),))
+    await driver.create(s)
+    result = await driver.exec(s.id, ["sh", "-c", "echo kept > /data/f && cat /data/f"])
+    assert (result.exit_code, result.output.strip()) == (0, b"kept")
+    assert (mounted / "f").read_text() == "kept\n"
+    [before] = containers_of(docker_client, driver.host_id)
+
+    await driver.update(dataclasses.replace(s, volumes=()))  # detach: a new container without the mount
+    [after] = containers_of(docker_client, driver.host_id)
+    assert after.id != before.id and after.status == "running"
+    assert (await driver.exec(s.id, ["ls", "/data"])).exit_code != 0
+    assert (mounted / "f").read_text() == "kept\n", "detaching must not touch the volume's data"
+
+    await driver.delete(s.id)
+    other = spec(volumes=(VolumeMount("vol-a", "filesystem", str(mounted), "/srv"),))
+    await driver.create(other)
+    assert (await driver.exec(other.id, ["cat", "/srv/f"])).output.strip() == b"kept"
+
+
+async def test_block_volume_or_unmounted_path_is_refused_clearly(driver: DockerDriver, tmp_path: Path) -> None:
+    with pytest.raises(DriverError, match="block volume"):
+        await driver.create(spec(volumes=(VolumeMount("vol-b", "block", "/dev/null", "/data"),)))
+    with pytest.raises(DriverError, match="not mounted on this host"):
+        await driver.create(spec(volumes=(VolumeMount("vol-c", "filesystem", str(tmp_path / "nope"), "/d"),)))
+    assert await driver.list_instances() == []
+
+
+async def test_vpc_port_means_no_docker_network_and_a_reported_namespace(
+        driver: DockerDriver, docker_client: docker.DockerClient) -> None:
+    s = spec(nic=Nic(port_id="port-1", mac="02:00:00:00:00:01", ip="10.0.0.5", gateway="10.0.0.1"),
+             ports=(PortMapping(18080, 80),))
+    await driver.create(s)
+    [c] = containers_of(docker_client, driver.host_id)
+    assert c.attrs["HostConfig"]["NetworkMode"] == "none"
+    assert c.attrs["HostConfig"]["Dns"] == ["10.0.0.1"]
+    assert not c.attrs["HostConfig"].get("PortBindings"), "netd maps host ports for VPC ports, not docker"
+    [inst] = await driver.list_instances()
+    assert inst.netns == f"/proc/{c.attrs['State']['Pid']}/ns/net"
+    links = (await driver.exec(s.id, ["ls", "/sys/class/net"])).output.split()
+    assert links == [b"lo"], "netd plumbs eth0; until then the container has loopback only"

@@ -8,6 +8,7 @@ every domain whose metadata carries one of those host ids is destroyed and undef
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -21,10 +22,20 @@ import libvirt
 import pytest
 
 from agent.drivers import load_driver
-from agent.drivers.base import RUNNING, STOPPED, DriverError, InstanceNotFound, InstanceSpec, NotSupported
+from agent.drivers.base import (
+    RUNNING,
+    STOPPED,
+    DriverError,
+    InstanceNotFound,
+    InstanceSpec,
+    Nic,
+    NotSupported,
+    VolumeMount,
+)
 from agent.drivers.libvirt import LibvirtDriver
 from agent.drivers.libvirt_host import cpu_has_virtualization, dac_user, unreachable_dirs
 from agent.drivers.libvirt_xml import METADATA_NS, domain_name, parse_metadata
+from shared.netmodel import port_names
 from tests.harness.guest import BEGIN_MARKER, DISK_OK_MARKER, END_MARKER, READY_MARKER, Guest, build_guest
 
 REPO = Path(__file__).resolve().parents[2]
@@ -354,3 +365,41 @@ async def test_the_registered_image_format_is_enforced(make_driver: Callable[...
         await driver.create(vm_spec(guest, iid, image_path=str(raw), image_format="qcow2"))
     assert domain_names_of_host(driver.host_id) == []
     assert not Path(driver.instance_dir(iid, 1)).exists()
+
+
+async def test_volumes_hot_plug_and_the_vpc_tap(make_driver: Callable[..., LibvirtDriver], guest: Guest,
+                                               data_root: Path) -> None:
+    """Volumes are virtio disks with the volume id as serial; attach to a running VM is live, a stopped VM
+    changes its definition; the VPC port is the tap netd made (libvirt must not manage it)."""
+    driver = make_driver()
+    iid = new_id()
+    volumes = []
+    for name in ("vol-one", "vol-two"):
+        path = data_root / f"{name}.raw"
+        subprocess.run(["qemu-img", "create", "-q", "-f", "raw", str(path), "16M"], check=True)
+        os.chmod(path, 0o666)
+        volumes.append(VolumeMount(name, "block", str(path), format="raw"))
+    nic = Nic(port_id=f"port-{iid}", mac="02:00:00:aa:bb:01", tap=port_names(f"port-{iid}").tap)
+    subprocess.run(["ip", "tuntap", "add", "mode", "tap", nic.tap], check=True)
+    try:
+        spec = vm_spec(guest, iid, volumes=(volumes[0],), nic=nic)
+        await driver.create(spec)
+        name = domain_name(iid, 1)
+        xml = domain_xml(name)
+        assert "<serial>vol-one</serial>" in xml and "<target dev='vdc' bus='virtio'/>" in xml
+        assert "<interface type='ethernet'>" in xml and f"<target dev='{nic.tap}' managed='no'/>" in xml
+        assert "<mac address='02:00:00:aa:bb:01'/>" in xml
+
+        await driver.update(dataclasses.replace(spec, volumes=tuple(volumes)))  # live hot-plug
+        live = domain_xml(name)
+        assert "<serial>vol-two</serial>" in live and "<target dev='vdd' bus='virtio'/>" in live
+
+        await driver.stop(iid)
+        await driver.update(dataclasses.replace(spec, volumes=(volumes[1],)))  # stopped: the definition only
+        defined = domain_xml(name)
+        assert "<serial>vol-one</serial>" not in defined and "<serial>vol-two</serial>" in defined
+        await driver.update(dataclasses.replace(spec, volumes=(volumes[1],)))  # nothing to change
+        assert domain_xml(name) == defined
+    finally:
+        await driver.delete(iid)
+        subprocess.run(["ip", "link", "del", nic.tap], check=False)

@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 
 from agent.applied import AppliedActions
-from agent.drivers.base import DriverError, InstanceSpec, NotSupported
+from agent.drivers.base import RUNNING, ActualInstance, DriverError, InstanceSpec, Nic, NotSupported, VolumeMount
 from agent.drivers.fake import FakeDriver
-from agent.reconciler import Desired, Reconciler
+from agent.reconciler import Desired, Reconciler, _report
+from shared.netmodel import port_names
 
 
 @pytest.fixture(autouse=True)
@@ -147,7 +148,7 @@ async def test_resize_is_applied_once_and_an_unsupported_one_is_not_retried(
     driver, rec = make(tmp_path)
     await rec.run_once(desired(item("a")))
     reason, _ = await rec.run_once(desired(item("a", memory_mb=128, spec_rev=1)))
-    assert reason == "resized n-a"
+    assert reason == "updated n-a (spec revision 1)"
     stats = await driver.stats("a")
     assert stats["memory_limit_bytes"] == 128 * 1024 * 1024
     reason, _ = await rec.run_once(desired(item("a", memory_mb=128, spec_rev=1)))
@@ -158,7 +159,24 @@ async def test_resize_is_applied_once_and_an_unsupported_one_is_not_retried(
 
     monkeypatch.setattr(driver, "resize", unsupported)
     reason, reports = await rec.run_once(desired(item("a", memory_mb=256, spec_rev=2)))
-    assert reason == "resize of n-a not applied: no live resize here"
+    assert reason == "update of n-a not applied: no live resize here"
     assert reports[-1]["status"] == "running"
     reason, _ = await rec.run_once(desired(item("a", memory_mb=256, spec_rev=2)))
     assert reason == "1 instance(s) as desired"
+
+
+async def test_volumes_and_port_reach_the_driver_and_the_namespace_is_reported(tmp_path: Path) -> None:
+    driver, rec = make(tmp_path)
+    vol = {"volume_id": "vol-1", "kind": "filesystem", "path": "/srv/v1", "mount_path": "/data"}
+    nic = {"port_id": "port-1", "mac": "02:00:00:00:00:09", "ip": "10.0.0.9", "gateway": "10.0.0.1"}
+    await rec.run_once(desired(item("a", volumes=[vol], nic=nic)))
+    spec = driver._get("a").spec
+    assert spec.volumes == (VolumeMount("vol-1", "filesystem", "/srv/v1", "/data"),)
+    assert spec.nic == Nic("port-1", "02:00:00:00:00:09", "10.0.0.9", "10.0.0.1", port_names("port-1").tap)
+    reason, _ = await rec.run_once(desired(item("a", volumes=[], nic=nic, spec_rev=1)))
+    assert reason == "updated n-a (spec revision 1)"
+    assert driver._get("a").spec.volumes == ()
+
+    actual = ActualInstance("a", 1, RUNNING, netns="/proc/42/ns/net")
+    assert _report(actual)["netns"] == "/proc/42/ns/net"
+    assert "netns" not in _report(ActualInstance("a", 1, RUNNING))
