@@ -12,6 +12,7 @@ import logging
 import random
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -64,6 +65,15 @@ class ControllerLink:
             if endpoint not in self.endpoints:
                 self.endpoints.append(endpoint)
 
+    def follow(self, answer: Elsewhere) -> str | None:
+        """Moves on after an answer that was not the result: to the leader named (returned), else the next one."""
+        if answer.leader:
+            self.learn([answer.leader])
+            self._current = self.endpoints.index(answer.leader)
+            return answer.leader
+        self._current += 1
+        return None
+
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=self._ssl, limit=8))
@@ -84,28 +94,12 @@ class ControllerLink:
                 errors.append(f"{endpoint}: {exc.__class__.__name__}: {exc}")
                 self._current += 1
                 continue
-            if status == 421:
-                leader = headers.get("X-Leader", "")
-                if leader:
-                    self.learn([leader])
-                    self._current = self.endpoints.index(leader)
-                    redirect = leader
-                else:
-                    self._current += 1
-                errors.append(f"{endpoint}: not the leader")
-                continue
-            if status == 503:
-                errors.append(f"{endpoint}: unavailable ({_message(payload)})")
-                self._current += 1
-                continue
-            if status == 403 and isinstance(payload, dict) and payload.get("error", {}).get("code") == "unknown_host":
-                raise HostRejected(_message(payload))
-            if status >= 400:
-                raise LinkError(f"{endpoint} refused {method} {path} ({status}): {_message(payload)}")
-            if not isinstance(payload, dict):
-                raise LinkError(f"{endpoint} answered {method} {path} with a non-map body")
-            self._failed_rounds = 0
-            return payload
+            answer = judge(endpoint, method, path, status, headers.get("X-Leader", ""), payload)
+            if isinstance(answer, dict):
+                self._failed_rounds = 0
+                return answer
+            errors.append(answer.reason)
+            redirect = self.follow(answer)
         self._failed_rounds += 1
         raise LinkError("no controller answered: " + "; ".join(errors[-3:]))
 
@@ -162,6 +156,30 @@ class ControllerLink:
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
+
+
+@dataclass(frozen=True)
+class Elsewhere:
+    """The controller did not answer the request itself: ask ``leader`` (if named) or the next controller."""
+
+    reason: str
+    leader: str = ""
+
+
+def judge(endpoint: str, method: str, path: str, status: int, leader: str, payload: Any) -> dict[str, Any] | Elsewhere:
+    """What a controller's answer means (shared by every client of the agent protocol): the result, where to
+    ask instead (421 from a follower, 503 without a quorum), or a refusal raised as LinkError/HostRejected."""
+    if status == 421:
+        return Elsewhere(f"{endpoint}: not the leader", leader)
+    if status == 503:
+        return Elsewhere(f"{endpoint}: unavailable ({_message(payload)})")
+    if status == 403 and isinstance(payload, dict) and (payload.get("error") or {}).get("code") == "unknown_host":
+        raise HostRejected(_message(payload))
+    if status >= 400:
+        raise LinkError(f"{endpoint} refused {method} {path} ({status}): {_message(payload)}")
+    if not isinstance(payload, dict):
+        raise LinkError(f"{endpoint} answered {method} {path} with a non-map body")
+    return payload
 
 
 def _message(payload: Any) -> str:

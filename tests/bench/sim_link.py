@@ -1,11 +1,12 @@
 """The agent's wire protocol for simulated hosts, without aiohttp's client: HTTP/1.1 over mutual TLS, msgpack.
 
-``agent.link.ControllerLink`` (aiohttp) costs the simulator about as much CPU per heartbeat as the leader spends
-answering it, and on a 2-core machine the 10,000 simulated hosts would then starve the controllers they
+``shared.hostlink.ControllerLink`` (aiohttp) costs the simulator about as much CPU per heartbeat as the leader
+spends answering it, and on a 2-core machine the 10,000 simulated hosts would then starve the controllers they
 measure. This speaks the same protocol to the same endpoints (``POST /agent/v1/heartbeat`` etc., the host's own
-client certificate, ``server_hostname=controller.thecloud``, msgpack bodies, the 421 + ``X-Leader`` redirect to
-the leader, the next controller on a connection error) on one keep-alive connection per host, with a fraction of
-the overhead. Requests of one host are sequential.
+client certificate, ``server_hostname=controller.thecloud``, msgpack bodies, the next controller on a connection
+error) on one keep-alive connection per host, with a fraction of the overhead; what an answer means (the result,
+the 421 + ``X-Leader`` redirect, a refusal) is decided by the link's own ``judge``. Requests of one host are
+sequential.
 
 Two differences, for a fleet of 10,000 sharing a small machine with its controllers: a request may take 30 s (not
 10), and a request that times out is not retried on the other controllers. With ControllerLink's behaviour, a
@@ -24,7 +25,7 @@ from typing import Any
 import msgpack
 
 from shared import pki
-from shared.hostlink import HostRejected, LinkError
+from shared.hostlink import LinkError, judge
 
 MSGPACK = "application/msgpack"
 CONNECT_SECONDS = 10.0
@@ -64,29 +65,17 @@ class LeanLink:
                 errors.append(f"{endpoint}: {exc.__class__.__name__}: {exc}")
                 self._current += 1
                 continue
-            if status == 421:
-                leader = headers.get("x-leader", "")
-                if leader:
-                    if leader not in self.endpoints:
-                        self.endpoints.append(leader)
-                    self._current = self.endpoints.index(leader)
-                    redirect = leader
-                else:
-                    self._current += 1
-                errors.append(f"{endpoint}: not the leader")
-                continue
-            if status == 503:
-                errors.append(f"{endpoint}: unavailable")
+            answer = judge(endpoint, method, path, status, headers.get("x-leader", ""), payload)
+            if isinstance(answer, dict):
+                return answer
+            errors.append(answer.reason)
+            if answer.leader:
+                if answer.leader not in self.endpoints:
+                    self.endpoints.append(answer.leader)
+                self._current = self.endpoints.index(answer.leader)
+                redirect = answer.leader
+            else:
                 self._current += 1
-                continue
-            error = payload.get("error") if isinstance(payload, dict) else None
-            if status == 403 and isinstance(error, dict) and error.get("code") == "unknown_host":
-                raise HostRejected(str(error.get("message")))
-            if status >= 400:
-                raise LinkError(f"{endpoint} refused {method} {path} ({status}): {error}")
-            if not isinstance(payload, dict):
-                raise LinkError(f"{endpoint} answered {method} {path} with a non-map body")
-            return payload
         raise LinkError("no controller answered: " + "; ".join(errors[-3:]))
 
     async def _send(self, endpoint: str, method: str, path: str,

@@ -42,3 +42,23 @@ def test_a_failed_round_counts_and_nothing_answering_raises() -> None:
         raise AssertionError("a closed port must not answer")
     assert link._failed_rounds == 1
     assert link.backoff() >= hostlink.BACKOFF_FIRST / 2 * 2
+
+
+def test_judge_reads_answers_the_same_for_every_client() -> None:
+    from shared.hostlink import Elsewhere, HostRejected, judge
+
+    assert judge("c1", "GET", "/x", 200, "", {"rev": 3}) == {"rev": 3}
+    assert judge("c1", "GET", "/x", 421, "c2:8601", {}) == Elsewhere("c1: not the leader", "c2:8601")
+    assert judge("c1", "GET", "/x", 503, "", {"error": {"message": "no quorum"}}).leader == ""
+    try:
+        judge("c1", "POST", "/x", 403, "", {"error": {"code": "unknown_host", "message": "deleted"}})
+    except HostRejected as exc:
+        assert "deleted" in str(exc)
+    else:
+        raise AssertionError("an unknown host must be rejected")
+    try:
+        judge("c1", "POST", "/x", 400, "", {"error": {"message": "bad body"}})
+    except LinkError as exc:
+        assert "refused POST /x (400): bad body" in str(exc)
+    else:
+        raise AssertionError("a 400 is a refusal")
