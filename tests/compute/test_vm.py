@@ -8,7 +8,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,12 +17,12 @@ import pytest
 from tests.compute.conftest import Cloud
 from tests.harness.agents import AgentNode, wait_for
 from tests.harness.guest import BEGIN_MARKER, END_MARKER, READY_MARKER, Guest, build_guest
+from tests.harness.libvirt_domains import host_domain_names, reachable_dir, remove_host_domains
 
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
 CLOUD = Path(sys.executable).parent / "cloud"
-URI = "qemu:///system"
 BOOT_TIMEOUT = 60.0
 USER_DATA = "#cloud-config\nthecloud-vm-test: {token}\nruncmd:\n  - echo hi\n"
 
@@ -36,46 +35,15 @@ def guest() -> Guest:
     return build_guest()
 
 
-def host_domains(host_id: str) -> list[str]:
-    import libvirt
-
-    from agent.drivers.libvirt_xml import METADATA_NS, parse_metadata
-
-    conn = libvirt.open(URI)
-    try:
-        names = []
-        for dom in conn.listAllDomains(0):
-            try:
-                meta = parse_metadata(dom.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, METADATA_NS, 0))
-            except libvirt.libvirtError:
-                continue
-            if meta is not None and meta.host_id == host_id:
-                names.append(dom.name())
-        return names
-    finally:
-        conn.close()
-
-
-def remove_host_domains(host_id: str) -> None:
-    import libvirt
-
-    conn = libvirt.open(URI)
-    try:
-        for name in host_domains(host_id):
-            dom = conn.lookupByName(name)
-            if dom.isActive():
-                dom.destroy()
-            dom.undefine()
-    finally:
-        conn.close()
-
-
 @pytest.fixture
 def vm_agent(cloud: Cloud, guest: Guest) -> Iterator[AgentNode]:
     """A libvirt agent whose data dir QEMU (libvirt-qemu) can traverse: not under pytest's tmp_path, whose
     root pytest keeps at 0700 (another pytest session may chmod it back at any time)."""
-    root = Path(tempfile.mkdtemp(prefix="tc-vm-test-"))
-    os.chmod(root, 0o711)
+    with reachable_dir("tc-vm-test-") as root:
+        yield from _vm_agent(cloud, root)
+
+
+def _vm_agent(cloud: Cloud, root: Path) -> Iterator[AgentNode]:
     agent = AgentNode("kvm1", root, [n.agent_api for n in cloud.cluster.nodes], driver="libvirt",
                       extra_args=["--driver-option", "shutdown_timeout=20"])
     try:
@@ -88,10 +56,9 @@ def vm_agent(cloud: Cloud, guest: Guest) -> Iterator[AgentNode]:
     finally:
         agent.kill()
         if agent.host_id:
-            remove_host_domains(agent.host_id)
+            remove_host_domains([agent.host_id])
         if agent.log_file.exists():
             shutil.copy(agent.log_file, cloud.workdir / "kvm1.kept.log")
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def cli(cloud: Cloud, *args: str) -> subprocess.CompletedProcess[str]:
@@ -156,7 +123,7 @@ def test_vm_lifecycle_with_an_imported_image(cloud: Cloud, vm_agent: AgentNode, 
     assert sorted(p.name for p in cache.iterdir()) == sorted(blobs)
     log = vm_agent.log_text()
     assert {sha: log.count(f"fetched image blob {sha}") for sha in blobs} == dict.fromkeys(blobs, 1), log[-3000:]
-    assert "tc-" in " ".join(host_domains(vm_agent.host_id))
+    assert "tc-" in " ".join(host_domain_names([vm_agent.host_id]))
 
     # stop (graceful), start (boots again), delete
     cloud.api.call("DELETE", "/v1/instances/vm2", ok=204)
@@ -167,7 +134,7 @@ def test_vm_lifecycle_with_an_imported_image(cloud: Cloud, vm_agent: AgentNode, 
     wait_console(cloud, "vm1", count=2)
     cloud.api.call("DELETE", "/v1/instances/vm1", ok=204)
     wait_for(lambda: cloud.api.call("GET", "/v1/instances")["items"] == [], 30, what="VMs purged")
-    assert host_domains(vm_agent.host_id) == []
+    assert host_domain_names([vm_agent.host_id]) == []
     assert not any((vm_agent.data_dir / "instances").iterdir())
     # the image is no longer in use: it can go; the agent fetched nothing more meanwhile
     cloud.api.call("DELETE", "/v1/images/tiny-guest", ok=204)

@@ -10,15 +10,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
-import shutil
 import subprocess
-import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
-import libvirt
 import pytest
 
 from agent.drivers import load_driver
@@ -34,12 +31,12 @@ from agent.drivers.base import (
 )
 from agent.drivers.libvirt import LibvirtDriver
 from agent.drivers.libvirt_host import cpu_has_virtualization, dac_user, unreachable_dirs
-from agent.drivers.libvirt_xml import METADATA_NS, domain_name, parse_metadata
+from agent.drivers.libvirt_xml import domain_name
 from shared.netmodel import port_names
 from tests.harness.guest import BEGIN_MARKER, DISK_OK_MARKER, END_MARKER, READY_MARKER, Guest, build_guest
+from tests.harness.libvirt_domains import domain_xml, host_domain_names, reachable_dir, remove_host_domains
 
 REPO = Path(__file__).resolve().parents[2]
-URI = "qemu:///system"
 BOOT_TIMEOUT = 60.0
 USER_DATA = "#cloud-config\nthecloud-test: {token}\nruncmd:\n  - echo hello\n"
 
@@ -94,30 +91,8 @@ def guest(libvirtd: None) -> Guest:
 @pytest.fixture
 def data_root() -> Iterator[Path]:
     # Not under pytest's tmp_path: its directories are 0700 and QEMU runs as libvirt-qemu.
-    root = Path(tempfile.mkdtemp(prefix="tc-libvirt-test-"))
-    os.chmod(root, 0o711)
-    yield root
-    shutil.rmtree(root, ignore_errors=True)
-
-
-def _remove_host_domains(hosts: list[str]) -> None:
-    conn = libvirt.open(URI)
-    try:
-        for dom in conn.listAllDomains(0):
-            try:
-                meta = parse_metadata(dom.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, METADATA_NS, 0))
-            except libvirt.libvirtError:
-                continue
-            if meta is None or meta.host_id not in hosts:
-                continue
-            try:
-                if dom.isActive():
-                    dom.destroy()
-                dom.undefine()
-            except libvirt.libvirtError:
-                pass
-    finally:
-        conn.close()
+    with reachable_dir("tc-libvirt-test-") as root:
+        yield root
 
 
 @pytest.fixture
@@ -139,7 +114,7 @@ async def make_driver(libvirtd: None, data_root: Path) -> AsyncIterator[Callable
     yield make
     for driver in made:
         await driver.close()
-    await asyncio.to_thread(_remove_host_domains, hosts)
+    await asyncio.to_thread(remove_host_domains, hosts)
 
 
 def vm_spec(guest: Guest, instance_id: str, generation: int = 1, **kw: object) -> InstanceSpec:
@@ -181,27 +156,7 @@ async def wait_console(driver: LibvirtDriver, instance_id: str, marker: str, cou
 
 
 def domain_names_of_host(host_id: str) -> list[str]:
-    conn = libvirt.open(URI)
-    try:
-        names = []
-        for dom in conn.listAllDomains(0):
-            try:
-                meta = parse_metadata(dom.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, METADATA_NS, 0))
-            except libvirt.libvirtError:
-                continue
-            if meta is not None and meta.host_id == host_id:
-                names.append(dom.name())
-        return names
-    finally:
-        conn.close()
-
-
-def domain_xml(name: str) -> str:
-    conn = libvirt.open(URI)
-    try:
-        return str(conn.lookupByName(name).XMLDesc(0))
-    finally:
-        conn.close()
+    return host_domain_names([host_id])
 
 
 async def test_vm_lifecycle(make_driver: Callable[..., LibvirtDriver], guest: Guest) -> None:
