@@ -87,6 +87,7 @@ class Reconciler:
         if step.failed:
             return (f"could not remove {', '.join(step.failed)}; starting nothing new until they are gone",
                     step.reports)
+        await self._announce_creates(desired, actual)
         for item in desired.instances.values():
             await self._converge(item, actual.get(item["id"]), step)
         reason = "; ".join(step.done + step.failed) or f"{len(desired.instances)} instance(s) as desired"
@@ -108,6 +109,22 @@ class Reconciler:
             step.done.append(f"removed {instance.id} g{instance.generation} ({why})")
             if want is not None and want["desired"] == "deleted":
                 step.reports.append({"id": instance.id, "generation": instance.generation, "status": "gone"})
+
+    async def _announce_creates(self, desired: Desired, actual: dict[str, ActualInstance]) -> None:
+        """One "creating" progress report for everything this pass will create (one Raft write, not one per
+        instance); instances still backing off after a failed create are not announced."""
+        if self.progress is None:
+            return
+        now = time.monotonic()
+        announce = []
+        for item in desired.instances.values():
+            key = (item["id"], int(item["generation"]))
+            failed = self._failed_at.get(key)
+            if (item["desired"] == "running" and item["id"] not in actual
+                    and (failed is None or now - failed[0] >= CREATE_RETRY_SECONDS)):
+                announce.append({"id": key[0], "generation": key[1], "status": "creating"})
+        if announce:
+            await self.progress(announce)
 
     async def _converge(self, item: dict[str, Any], instance: ActualInstance | None, step: Pass) -> None:
         ident, generation = item["id"], int(item["generation"])
@@ -162,8 +179,6 @@ class Reconciler:
         spec = self._with_image(item, spec_of(item), step)
         if spec is None:
             return
-        if self.progress is not None:
-            await self.progress([{"id": ident, "generation": generation, "status": "creating"}])
         try:
             await self.driver.create(spec)
         except DriverError as exc:

@@ -60,9 +60,11 @@ async def test_creates_then_is_idempotent(tmp_path: Path) -> None:
     reason, reports = await rec.run_once(desired(item("a"), item("b")))
     assert reason == "created n-a g1; created n-b g1"
     assert [r["status"] for r in reports] == ["running", "running"]
-    assert [p[0]["status"] for p in progress] == ["creating", "creating"]
+    assert progress == [[{"id": "a", "generation": 1, "status": "creating"},
+                         {"id": "b", "generation": 1, "status": "creating"}]], "one progress report per pass"
     reason, reports = await rec.run_once(desired(item("a"), item("b")))
     assert reason == "2 instance(s) as desired"
+    assert len(progress) == 1, "nothing to create: nothing announced"
     assert await states(driver) == {"a": (1, "running"), "b": (1, "running")}
 
 
