@@ -3,6 +3,8 @@
 # host networking tools, dockerd (+ the offline test image) and libvirtd. Idempotent and quick when done.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
-./packages.sh iproute2 nftables iputils-ping qemu-utils
+./packages.sh iproute2 nftables iputils-ping qemu-utils dnsmasq-base
 ./docker.sh
 ./libvirt.sh
+./storage.sh
+./ovs.sh
