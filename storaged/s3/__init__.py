@@ -1,0 +1,1 @@
+"""The S3-compatible object store served by thecloud-storaged."""
