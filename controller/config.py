@@ -32,6 +32,8 @@ class ControllerConfig:
     # announce the API with zeroconf on this interface address ("" = do not announce)
     zeroconf_address: str = ""
     heartbeat_interval: float = 5.0
+    # elastic IPs are allocated from this IPv4 network
+    public_pool: str = "198.18.200.0/24"
 
     @property
     def agent_api_address(self) -> str:
@@ -47,6 +49,13 @@ class ControllerConfig:
             except ValueError:
                 raise ConfigError(f"zeroconf_address must be an IPv4 interface address, got "
                                   f"{self.zeroconf_address!r}") from None
+        try:
+            pool = ipaddress.IPv4Network(self.public_pool)
+        except ValueError:
+            raise ConfigError(f"public_pool must be an IPv4 network like 198.18.200.0/24, got "
+                              f"{self.public_pool!r}") from None
+        if pool.prefixlen > 30:
+            raise ConfigError(f"public_pool {self.public_pool} is too small: give a /30 or larger")
         if self.host_grace <= 0 or self.heartbeat_interval <= 0 or self.heartbeat_interval >= self.host_grace:
             raise ConfigError("need 0 < heartbeat_interval < host_grace")
         for name in ("api", "raft", *(["agent_api"] if self.agent_api else []), *[f"peer {p}" for p in self.peers]):

@@ -25,7 +25,7 @@ from controller.peer_blobs import PeerBlobClient
 from controller.security import cluster_secret
 from controller.security.ca import write_controller_credentials
 from controller.services.duties import Duties, DutyConfig
-from controller.services.runtime import ComputeSettings, Runtime
+from controller.services.runtime import ComputeSettings, NetworkSettings, Runtime
 from controller.store.raft import RaftStore, RaftTuning
 from shared import pki
 from shared.blobs import BlobDir
@@ -62,6 +62,7 @@ class ControllerDaemon:
         try:
             rt = Runtime(store, secret)
             rt.compute = ComputeSettings(host_grace=cfg.host_grace, heartbeat_interval=cfg.heartbeat_interval)
+            rt.network = NetworkSettings(public_pool=cfg.public_pool)
             rt.revisions.bind(asyncio.get_running_loop())
             store.machine.add_apply_hook(rt.revisions.notify_threadsafe)
             cert, key, ca = write_controller_credentials(rt.ca, f"{cfg.data_dir}/tls", cfg.agent_api_address)

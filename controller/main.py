@@ -49,6 +49,7 @@ def gen_secret(file: str) -> None:
 @click.option("--zeroconf-address", help="announce the API with zeroconf (_thecloud._tcp) on this interface address")
 @click.option("--host-grace", type=float, help="seconds without heartbeat before a host is down (15)")
 @click.option("--heartbeat-interval", type=float, help="seconds between agent heartbeats (5)")
+@click.option("--public-pool", help="IPv4 network elastic IPs are allocated from (198.18.200.0/24)")
 @click.option("--tls-cert")
 @click.option("--tls-key")
 @click.option("--insecure-http", is_flag=True, default=None, help="allow plain HTTP on a non-loopback address")

@@ -67,6 +67,7 @@ class PlacementRequest:
     group_policy: str | None = None  # "affinity" | "anti-affinity" | None
     group_hosts: frozenset[str] = frozenset()  # hosts the group's other members already use
     exclude_hosts: frozenset[str] = frozenset()  # e.g. the host an instance is moved off
+    required_host: str | None = None  # the only host that may take it (where its volumes are)
 
     def __post_init__(self) -> None:
         if self.group_policy is not None and self.group_policy not in GROUP_POLICIES:

@@ -6,7 +6,8 @@
 # Environment: THECLOUD_DATA_DIR (default ./.thecloud), THECLOUD_BIND (default 127.0.0.1),
 # THECLOUD_API_PORT (8600), THECLOUD_RAFT_PORT (8700), THECLOUD_AGENT_API_PORT (8601, the controller's
 # mutual-TLS port for agents), THECLOUD_AGENT_PORT (8620, the agent's own), THECLOUD_AGENT_DRIVER (docker;
-# docker is installed and started if missing), THECLOUD_HEALTH_TIMEOUT (seconds, 30), THECLOUD_VENV (.venv).
+# docker is installed and started if missing), THECLOUD_S3_PORT (8610), THECLOUD_STORAGE_BACKEND (file, in
+# DATA/volumes), THECLOUD_NET_BACKEND (linuxbridge), THECLOUD_HEALTH_TIMEOUT (seconds, 30), THECLOUD_VENV (.venv).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -24,6 +25,9 @@ AGENT_API_PORT=${THECLOUD_AGENT_API_PORT:-8601}
 AGENT_PORT=${THECLOUD_AGENT_PORT:-8620}
 AGENT_DRIVER=${THECLOUD_AGENT_DRIVER:-docker}
 HEALTH_TIMEOUT=${THECLOUD_HEALTH_TIMEOUT:-30}
+S3_PORT=${THECLOUD_S3_PORT:-8610}
+STORAGE_BACKEND=${THECLOUD_STORAGE_BACKEND:-file}
+NET_BACKEND=${THECLOUD_NET_BACKEND:-linuxbridge}
 HOST_NAME=${THECLOUD_HOST_NAME:-$(hostname)}
 case "$BIND" in 0.0.0.0 | :: | "") URL_HOST=127.0.0.1 ;; *:*) URL_HOST="[$BIND]" ;; *) URL_HOST=$BIND ;; esac
 API_URL="http://$URL_HOST:$API_PORT"
@@ -198,8 +202,18 @@ if [ "$AGENT_DRIVER" = docker ]; then
     "$ROOT/scripts/services/docker.sh" || die "could not install or start docker; see the output above"
 fi
 
+log "making sure the storage and networking tools are installed"
+"$ROOT/scripts/services/storage.sh" >/dev/null || die "could not install the storage tools (scripts/services/storage.sh)"
+"$ROOT/scripts/services/packages.sh" iproute2 nftables dnsmasq-base >/dev/null \
+    || die "could not install iproute2, nftables and dnsmasq-base"
+
+# This host's address and uplink, for VXLAN and outbound NAT: the route to a public address (no traffic sent).
+read -r UPLINK VTEP < <(ip -4 route get 192.0.2.1 2>/dev/null \
+    | awk '{for (i = 1; i < NF; i++) {if ($i == "dev") d = $(i + 1); if ($i == "src") s = $(i + 1)}} END {print d, s}')
+UPLINK=${THECLOUD_PUBLIC_INTERFACE:-${UPLINK:-lo}}
+VTEP=${THECLOUD_VTEP:-${VTEP:-127.0.0.1}}
+
 # ---- the daemons, in start order (scripts/down.sh stops them in reverse) ----------------------------
-# Add netd, storaged here as further start_daemon/wait_healthy entries.
 if ! running_pid controller >/dev/null; then
     require_free_port "$BIND" "$API_PORT"
     require_free_port "$BIND" "$RAFT_PORT"
@@ -238,6 +252,26 @@ start_daemon agent "$BIN/thecloud-agent" run \
     --listen "127.0.0.1:$AGENT_PORT" \
     --controller "$URL_HOST:$AGENT_API_PORT"
 wait_host_up
+
+# netd and storaged speak for the same host, with the identity the agent got at join.
+start_daemon netd "$BIN/thecloud-netd" run \
+    --backend "$NET_BACKEND" \
+    --vtep "$VTEP" \
+    --public-interface "$UPLINK" \
+    --identity-dir "$DATA/agent" \
+    --controller "$URL_HOST:$AGENT_API_PORT"
+if ! running_pid storaged >/dev/null; then
+    require_free_port "$BIND" "$S3_PORT"
+fi
+mkdir -p "$DATA/volumes"
+start_daemon storaged "$BIN/thecloud-storaged" run \
+    --data-dir "$DATA/storaged" \
+    --s3 "$BIND:$S3_PORT" \
+    --backend "$STORAGE_BACKEND" \
+    --pool "$DATA/volumes" \
+    --identity-dir "$DATA/agent" \
+    --controller "$URL_HOST:$AGENT_API_PORT"
+wait_healthy storaged "http://$URL_HOST:$S3_PORT/v1/health"
 # --------------------------------------------------------------------------------------------------------
 
 REL_KEY=${ADMIN_KEY#"$ROOT"/}
@@ -246,7 +280,8 @@ cat <<EOF
 
 thecloud is up.
   API:        $API_URL
-  Host:       $HOST_NAME (agent driver $AGENT_DRIVER)
+  Host:       $HOST_NAME (agent driver $AGENT_DRIVER, network $NET_BACKEND via $UPLINK, volumes $STORAGE_BACKEND)
+  S3:         http://$URL_HOST:$S3_PORT   (keys: cloud s3 credentials create -o json)
   Admin key:  $ADMIN_KEY
   Logs:       $DATA/*.log
 
@@ -255,6 +290,7 @@ Log in (from $ROOT):
   export THECLOUD_URL=$API_URL THECLOUD_API_KEY=\$(cat $REL_KEY)
   cloud whoami          # or, without activating: $REL_VENV/bin/cloud whoami
   cloud instance create hello --image local/busybox --type tiny --wait -- sleep 3600
+  cloud volume create data --size 1 && cloud volume attach data --instance hello --mount-path /data
 
 Stop with: make down
 EOF

@@ -32,7 +32,13 @@ T = TypeVar("T")
 
 
 class LinkError(Exception):
-    """No controller answered usefully; the agent keeps what runs and tries again later."""
+    """No controller answered usefully (``status`` None), or one refused the request: ``status`` is its HTTP
+    status and ``code`` its error code. The agent keeps what runs and tries again later."""
+
+    def __init__(self, message: str, status: int | None = None, code: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
 
 
 class HostRejected(LinkError):
@@ -173,10 +179,12 @@ def judge(endpoint: str, method: str, path: str, status: int, leader: str, paylo
         return Elsewhere(f"{endpoint}: not the leader", leader)
     if status == 503:
         return Elsewhere(f"{endpoint}: unavailable ({_message(payload)})")
-    if status == 403 and isinstance(payload, dict) and (payload.get("error") or {}).get("code") == "unknown_host":
-        raise HostRejected(_message(payload))
+    error = payload.get("error") if isinstance(payload, dict) else None
+    code = str(error.get("code") or "") if isinstance(error, dict) else ""
+    if status == 403 and code == "unknown_host":
+        raise HostRejected(_message(payload), status, code)
     if status >= 400:
-        raise LinkError(f"{endpoint} refused {method} {path} ({status}): {_message(payload)}")
+        raise LinkError(f"{endpoint} refused {method} {path} ({status}): {_message(payload)}", status, code)
     if not isinstance(payload, dict):
         raise LinkError(f"{endpoint} answered {method} {path} with a non-map body")
     return payload

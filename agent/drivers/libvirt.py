@@ -278,6 +278,8 @@ class LibvirtDriver(Driver):
             on_crash="restart" if spec.restart_policy in ("always", "on-failure") else "destroy",
         )
         xml = build_domain_xml(cfg)
+        if spec.nic is not None and spec.nic.tap:
+            await asyncio.to_thread(libvirt_volumes.ensure_tap, spec.nic.tap)
 
         def define_and_start() -> None:
             dom = self._conn().defineXML(xml)
@@ -294,8 +296,16 @@ class LibvirtDriver(Driver):
         shutil.rmtree(inst_dir, ignore_errors=True)
 
     async def _remove(self, d: _Dom) -> None:
-        await self._call(destroy_undefine, d.dom)
+        await self._undefine(d)
         await asyncio.to_thread(shutil.rmtree, self.instance_dir(d.meta.instance_id, d.meta.generation), True)
+
+    async def _undefine(self, d: _Dom) -> None:
+        """Destroys and undefines the domain, and removes its VPC tap (netd removes it too when the port goes:
+        whoever is first)."""
+        taps = libvirt_volumes.own_taps(await self._call(d.dom.XMLDesc, 0))
+        await self._call(destroy_undefine, d.dom)
+        for tap in taps:
+            await asyncio.to_thread(libvirt_volumes.remove_tap, tap)
 
     async def _start(self, d: _Dom) -> None:
         def start() -> None:
@@ -310,6 +320,9 @@ class LibvirtDriver(Driver):
             elif state not in ACTIVE_STATES:
                 d.dom.create()
 
+        # the VPC tap may be gone (a host reboot clears persistent taps; QEMU's exit may take it): make it again
+        for tap in libvirt_volumes.own_taps(await self._call(d.dom.XMLDesc, 0)):
+            await asyncio.to_thread(libvirt_volumes.ensure_tap, tap)
         await self._call(start)
 
     async def update(self, spec: InstanceSpec) -> None:
@@ -377,7 +390,7 @@ class LibvirtDriver(Driver):
             return
         async with self._lock(instance_id):
             for d in await self._domains(instance_id):
-                await self._call(destroy_undefine, d.dom)
+                await self._undefine(d)
             await asyncio.to_thread(self._remove_dirs, instance_id)
 
     def _remove_dirs(self, instance_id: str) -> None:

@@ -3,19 +3,25 @@
 Volumes are virtio disks after the boot overlay (vda) and the cloud-init seed (vdb); each carries the volume
 id as its serial, which is also how the driver recognises it in a running domain's XML. Attaching to or
 detaching from a running VM is a hot-plug (live and persistent); a stopped VM only changes its definition.
-The VPC port is a tap that netd created and plugged (libvirt must not manage it).
+The VPC port is a persistent tap: whichever of the agent and netd comes first creates it (both are idempotent),
+netd plugs it into the VPC's bridge, and libvirt only opens it (managed='no'), so a VM starts whether or not
+netd has run yet and its NIC carries traffic once netd plugged it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import string
 import xml.etree.ElementTree as ET
 from typing import Any
 
 import libvirt
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
 
-from agent.drivers.base import InstanceSpec, VolumeMount
+from agent.drivers.base import DriverError, InstanceSpec, VolumeMount
 from agent.drivers.libvirt_xml import Disk, Interface, disk_element
+from shared.netmodel import port_names
 
 FIRST_VOLUME_TARGET = 2  # vda: the overlay, vdb: the seed
 
@@ -41,6 +47,30 @@ def interfaces(spec: InstanceSpec) -> tuple[Interface, ...]:
 
 def _parse(domain_xml: str) -> ET.Element:
     return ET.fromstring(domain_xml)  # noqa: S314 - libvirtd's own description of a domain we defined
+
+
+def ensure_tap(name: str) -> None:
+    """Creates the persistent tap ``name`` unless it exists, and sets it up (sync: call from a worker thread)."""
+    try:
+        with IPRoute() as ipr:
+            if not ipr.link_lookup(ifname=name):
+                ipr.link("add", ifname=name, kind="tuntap", mode="tap")
+            ipr.link("set", index=ipr.link_lookup(ifname=name)[0], state="up")
+    except (NetlinkError, IndexError, OSError) as exc:
+        raise DriverError(f"cannot create tap {name}: {exc}") from exc
+
+
+def own_taps(domain_xml: str) -> list[str]:
+    """The VPC port taps (unmanaged, named by shared.netmodel) of a domain."""
+    tap_prefix = port_names("").tap.split("-")[0] + "-"
+    return [t.get("dev", "") for t in _parse(domain_xml).findall("./devices/interface[@type='ethernet']/target")
+            if t.get("dev", "").startswith(tap_prefix)]
+
+
+def remove_tap(name: str) -> None:
+    with IPRoute() as ipr, contextlib.suppress(NetlinkError):
+        for index in ipr.link_lookup(ifname=name):
+            ipr.link("del", index=index)
 
 
 def attached(domain_xml: str) -> dict[str, str]:

@@ -13,6 +13,8 @@ ImageRef = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[A-Za-z
 Zone = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
 Trait = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_:.-]+$")]
 Tag = Annotated[str, Field(min_length=1, max_length=64)]
+NetRef = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
+IPv4Text = Annotated[str, Field(min_length=7, max_length=15, pattern=r"^\d{1,3}(\.\d{1,3}){3}$")]
 EnvName = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 
 
@@ -86,6 +88,10 @@ class InstanceTemplate(Request):
     zone: Zone | None = None
     group: Name | None = None
     required_traits: Annotated[list[Trait], Field(max_length=32)] = []
+    # the instance's network port: a subnet (name or id; default: the tenant's default VPC) and security
+    # groups of its VPC (names or ids; default: the VPC's default group)
+    subnet: NetRef | None = None
+    security_groups: Annotated[list[NetRef], Field(max_length=16)] = []
     tags: Annotated[list[Tag], Field(max_length=50)] = []
     metadata: Annotated[dict[Annotated[str, Field(max_length=64)], Annotated[str, Field(max_length=1024)]],
                         Field(max_length=64)] = {}
@@ -98,8 +104,15 @@ class InstanceTemplate(Request):
         return self
 
 
+class VolumeMount(Request):
+    volume: Annotated[str, Field(min_length=1, max_length=64)]
+    mount_path: Annotated[str, Field(min_length=2, max_length=1024, pattern=r"^/")] | None = None
+
+
 class InstanceCreate(InstanceTemplate):
     name: Name
+    ip: IPv4Text | None = None  # a fixed address in the subnet (default: the lowest free one)
+    volumes: Annotated[list[VolumeMount], Field(max_length=16)] = []
 
 
 class InstanceBatchCreate(Request):

@@ -10,9 +10,15 @@ from pydantic import BaseModel
 
 from controller.api import compute_schemas as cs
 from controller.api import image_schemas as ims
+from controller.api import network_schemas as ns
 from controller.api import schemas as s
+from controller.api import storage_schemas as ss
 from controller.api.handlers import audit, cluster, hosts, identity, images, instances, secrets, system, users
+from controller.api.handlers import backups as backup_handlers
+from controller.api.handlers import networks as net
+from controller.api.handlers import s3 as s3_handlers
 from controller.api.handlers import sessions as instance_sessions
+from controller.api.handlers import volumes as volume_handlers
 from controller.api.request import ApiRequest
 
 Handler = Callable[[ApiRequest], Awaitable[web.StreamResponse]]
@@ -57,6 +63,110 @@ class Route:
 def _tenant_query(*extra: str) -> tuple[str, ...]:
     return ("stale", "tenant", *extra)
 
+
+# volumes, snapshots, S3 credentials and buckets
+STORAGE_ROUTES: tuple[Route, ...] = (
+    Route("POST", "/v1/volumes", volume_handlers.create_volume, "Create a volume on a storage host",
+          body=ss.VolumeCreate, response=ss.Volume, status=201, query=("tenant",), audit="volume.create"),
+    Route("GET", "/v1/volumes", volume_handlers.list_volumes, "List volumes", response=ss.VolumePage,
+          query=(*LIST_QUERY, *_tenant_query())),
+    Route("GET", "/v1/volumes/{volume}", volume_handlers.get_volume, "Show a volume", response=ss.Volume,
+          query=_tenant_query()),
+    Route("DELETE", "/v1/volumes/{volume}", volume_handlers.delete_volume,
+          "Delete a detached volume without snapshots", status=204, query=("tenant",), audit="volume.delete"),
+    Route("POST", "/v1/volumes/{volume}/resize", volume_handlers.resize_volume, "Grow a volume",
+          body=ss.VolumeResize, response=ss.Volume, query=("tenant",), audit="volume.resize"),
+    Route("POST", "/v1/volumes/{volume}/attach", volume_handlers.attach_volume,
+          "Attach a volume to an instance on its host", body=ss.VolumeAttach, response=ss.Volume,
+          query=("tenant",), audit="volume.attach"),
+    Route("POST", "/v1/volumes/{volume}/detach", volume_handlers.detach_volume, "Detach a volume",
+          response=ss.Volume, query=("tenant",), audit="volume.detach"),
+    Route("POST", "/v1/snapshots", volume_handlers.create_snapshot, "Snapshot a volume", body=ss.SnapshotCreate,
+          response=ss.Snapshot, status=201, query=("tenant",), audit="snapshot.create"),
+    Route("GET", "/v1/snapshots", volume_handlers.list_snapshots, "List snapshots", response=ss.SnapshotPage,
+          query=(*LIST_QUERY, *_tenant_query("volume"))),
+    Route("GET", "/v1/snapshots/{snapshot}", volume_handlers.get_snapshot, "Show a snapshot",
+          response=ss.Snapshot, query=_tenant_query()),
+    Route("DELETE", "/v1/snapshots/{snapshot}", volume_handlers.delete_snapshot, "Delete a snapshot", status=204,
+          query=("tenant",), audit="snapshot.delete"),
+    Route("POST", "/v1/snapshots/{snapshot}/restore", volume_handlers.restore_snapshot,
+          "Restore a snapshot into a new volume (on the snapshot's host)", body=ss.SnapshotRestore,
+          response=ss.Volume, status=201, query=("tenant",), audit="snapshot.restore"),
+    Route("POST", "/v1/snapshots/{snapshot}/export", backup_handlers.export_snapshot,
+          "Export a snapshot to one of the tenant's S3 buckets (a backup, restorable on any host)",
+          body=ss.BackupExport, response=ss.Backup, status=201, query=("tenant",), audit="backup.create"),
+    Route("GET", "/v1/backups", backup_handlers.list_backups, "List backups", response=ss.BackupPage,
+          query=(*LIST_QUERY, *_tenant_query())),
+    Route("GET", "/v1/backups/{backup}", backup_handlers.get_backup, "Show a backup", response=ss.Backup,
+          query=_tenant_query()),
+    Route("DELETE", "/v1/backups/{backup}", backup_handlers.delete_backup,
+          "Delete a backup record (the object stays in its bucket)", status=204, query=("tenant",),
+          audit="backup.delete"),
+    Route("POST", "/v1/s3/credentials", s3_handlers.create_credential,
+          "Create an S3 access key for yourself (the secret is shown once)", response=ss.S3CredentialCreated,
+          status=201, audit="s3.credentials.create"),
+    Route("GET", "/v1/s3/credentials", s3_handlers.list_credentials, "List S3 access keys (no secrets)",
+          response=ss.S3CredentialPage, query=(*LIST_QUERY, "stale")),
+    Route("DELETE", "/v1/s3/credentials/{access_key_id}", s3_handlers.delete_credential,
+          "Delete an S3 access key", status=204, audit="s3.credentials.delete"),
+    Route("GET", "/v1/buckets", s3_handlers.list_buckets, "List the tenant's S3 buckets", response=ss.BucketPage,
+          query=(*LIST_QUERY, *_tenant_query())),
+)
+
+# VPCs, subnets, ports, security groups, elastic IPs and peerings
+NETWORK_ROUTES: tuple[Route, ...] = (
+    Route("POST", "/v1/vpcs", net.create_vpc, "Create a VPC (its VNI and default security group come with it)",
+          body=ns.VpcCreate, response=ns.Vpc, status=201, query=("tenant",), audit="vpc.create"),
+    Route("GET", "/v1/vpcs", net.list_vpcs, "List VPCs", response=ns.VpcPage, query=(*LIST_QUERY, *_tenant_query())),
+    Route("GET", "/v1/vpcs/{vpc}", net.get_vpc, "Show a VPC", response=ns.Vpc, query=_tenant_query()),
+    Route("DELETE", "/v1/vpcs/{vpc}", net.delete_vpc, "Delete a VPC without ports or peerings (with its subnets "
+          "and groups)", status=204, query=("tenant",), audit="vpc.delete"),
+    Route("POST", "/v1/subnets", net.create_subnet, "Create a subnet inside a VPC", body=ns.SubnetCreate,
+          response=ns.Subnet, status=201, query=("tenant",), audit="subnet.create"),
+    Route("GET", "/v1/subnets", net.list_subnets, "List subnets", response=ns.SubnetPage,
+          query=(*LIST_QUERY, *_tenant_query("vpc"))),
+    Route("GET", "/v1/subnets/{subnet}", net.get_subnet, "Show a subnet", response=ns.Subnet,
+          query=_tenant_query()),
+    Route("PATCH", "/v1/subnets/{subnet}", net.update_subnet, "Turn a subnet's outbound NAT on or off",
+          body=ns.SubnetUpdate, response=ns.Subnet, query=("tenant",), audit="subnet.update"),
+    Route("DELETE", "/v1/subnets/{subnet}", net.delete_subnet, "Delete a subnet without ports", status=204,
+          query=("tenant",), audit="subnet.delete"),
+    Route("GET", "/v1/ports", net.list_ports, "List ports (instance NICs)", response=ns.PortPage,
+          query=(*LIST_QUERY, *_tenant_query("vpc", "subnet"))),
+    Route("GET", "/v1/ports/{port}", net.get_port, "Show a port", response=ns.Port, query=_tenant_query()),
+    Route("POST", "/v1/security-groups", net.create_group, "Create a security group in a VPC",
+          body=ns.SecurityGroupCreate, response=ns.SecurityGroup, status=201, query=("tenant",),
+          audit="security_group.create"),
+    Route("GET", "/v1/security-groups", net.list_groups, "List security groups", response=ns.SecurityGroupPage,
+          query=(*LIST_QUERY, *_tenant_query("vpc"))),
+    Route("GET", "/v1/security-groups/{sg}", net.get_group, "Show a security group with its rules",
+          response=ns.SecurityGroup, query=_tenant_query("vpc")),
+    Route("DELETE", "/v1/security-groups/{sg}", net.delete_group, "Delete a security group nothing uses",
+          status=204, query=("tenant", "vpc"), audit="security_group.delete"),
+    Route("POST", "/v1/security-groups/{sg}/rules", net.add_rule, "Add a rule to a security group",
+          body=ns.RuleCreate, response=ns.Rule, status=201, query=("tenant", "vpc"),
+          audit="security_group.rule.add"),
+    Route("DELETE", "/v1/security-groups/{sg}/rules/{rule_id}", net.delete_rule, "Delete a rule", status=204,
+          query=("tenant", "vpc"), audit="security_group.rule.delete"),
+    Route("POST", "/v1/elastic-ips", net.allocate_eip, "Allocate an elastic IP from the public pool",
+          response=ns.ElasticIp, status=201, query=("tenant",), audit="elastic_ip.allocate"),
+    Route("GET", "/v1/elastic-ips", net.list_eips, "List elastic IPs", response=ns.ElasticIpPage,
+          query=(*LIST_QUERY, *_tenant_query())),
+    Route("GET", "/v1/elastic-ips/{eip}", net.get_eip, "Show an elastic IP (by id or address)",
+          response=ns.ElasticIp, query=_tenant_query()),
+    Route("DELETE", "/v1/elastic-ips/{eip}", net.release_eip, "Release a disassociated elastic IP", status=204,
+          query=("tenant",), audit="elastic_ip.release"),
+    Route("POST", "/v1/elastic-ips/{eip}/associate", net.associate_eip, "Associate an elastic IP with an instance",
+          body=ns.ElasticIpAssociate, response=ns.ElasticIp, query=("tenant",), audit="elastic_ip.associate"),
+    Route("POST", "/v1/elastic-ips/{eip}/disassociate", net.disassociate_eip, "Disassociate an elastic IP",
+          response=ns.ElasticIp, query=("tenant",), audit="elastic_ip.disassociate"),
+    Route("POST", "/v1/peerings", net.create_peering, "Peer two VPCs of the tenant (disjoint CIDRs)",
+          body=ns.PeeringCreate, response=ns.Peering, status=201, query=("tenant",), audit="peering.create"),
+    Route("GET", "/v1/peerings", net.list_peerings, "List VPC peerings", response=ns.PeeringPage,
+          query=(*LIST_QUERY, *_tenant_query())),
+    Route("DELETE", "/v1/peerings/{peering}", net.delete_peering, "Delete a VPC peering", status=204,
+          query=("tenant",), audit="peering.delete"),
+)
 
 ROUTES: tuple[Route, ...] = (
     Route("GET", "/v1/health", cluster.health, "Controller and Raft health", response=s.Health),
@@ -197,4 +307,6 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/v1/images/{name}", images.get_image, "Show a VM image", response=ims.Image, query=("stale",)),
     Route("DELETE", "/v1/images/{name}", images.delete_image, "Delete a VM image no instance uses", status=204,
           audit="image.delete"),
+    *STORAGE_ROUTES,
+    *NETWORK_ROUTES,
 )

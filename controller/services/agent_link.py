@@ -6,10 +6,12 @@ coming back (up) and instance status changes.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from typing import Any
 
 from controller.services import hosts as host_service
+from controller.services import storage_views
 from controller.services.context import SYSTEM, RequestContext
 from controller.services.errors import ServiceError
 from controller.services.runtime import Runtime
@@ -96,7 +98,18 @@ def desired_for(data: StateData, host_id: str) -> dict[str, Any]:
                     "id", "name", "generation", "kind", "image", "vcpus", "memory_mb", "disk_gb", "command", "env",
                     "ports", "user_data", "restart_policy", "tenant_id", "desired", "action_seq", "reboot_seq",
                     "spec_rev", "vm_image")})
+                instances[-1]["volumes"] = storage_views.instance_volumes(data, i["id"])
+                instances[-1]["nic"] = _nic(data, i)
     return {"rev": host["desired_rev"], "state": host["state"], "instances": instances}
+
+
+def _nic(data: StateData, instance: dict[str, Any]) -> dict[str, Any] | None:
+    """The instance's VPC port as the agent needs it (netd plumbs it; the driver names the tap and the MAC)."""
+    port = data.ports.get(instance.get("port_id") or "")
+    if port is None:
+        return None
+    subnet = data.subnets.get(port.get("subnet_id") or "") or {}
+    return {"port_id": port["id"], "mac": port["mac"], "ip": port.get("ip", ""), "gateway": subnet.get("gateway", "")}
 
 
 async def desired(rt: Runtime, host_id: str, after: int, wait: float) -> dict[str, Any]:
@@ -106,9 +119,17 @@ async def desired(rt: Runtime, host_id: str, after: int, wait: float) -> dict[st
         with rt.view() as data:
             if host_id not in data.hosts:
                 raise ServiceError(403, "unknown_host", "this host was deleted from the cluster; join it again")
-            if data.hosts[host_id]["desired_rev"] > after or rt.clock() >= deadline:
+            host = data.hosts[host_id]
+            if host["desired_rev"] > after or rt.clock() >= deadline:
                 return desired_for(data, host_id)
-        await rt.revisions.wait(max(0.0, deadline - rt.clock()))
+        await rt.revisions.wait_until(functools.partial(_newer, data.hosts, host_id, after),
+                                      max(0.0, deadline - rt.clock()))
+
+
+def _newer(hosts: dict[str, dict[str, Any]], host_id: str, after: int) -> bool:
+    """The host's desired state changed since ``after`` (or the host is gone): its watch should answer."""
+    host = hosts.get(host_id)
+    return host is None or host["desired_rev"] > after
 
 
 async def report(rt: Runtime, host_id: str, reports: list[dict[str, Any]]) -> dict[str, Any]:
@@ -125,7 +146,8 @@ async def report(rt: Runtime, host_id: str, reports: list[dict[str, Any]]) -> di
             if item.get("status") == "gone" and instance["desired"] == "deleted":
                 changed.append(item)
             elif (item.get("status") != instance["status"] or item.get("reason", "") != instance["status_reason"]
-                  or list(item.get("addresses", [])) != instance["addresses"]) and instance["desired"] != "deleted":
+                  or list(item.get("addresses", [])) != instance["addresses"]
+                  or ("netns" in item and item["netns"] != instance.get("netns"))) and instance["desired"] != "deleted":
                 changed.append(item)
     if not changed:
         return {"applied": 0}

@@ -7,11 +7,12 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-from controller.services import compute_views, placement, views
+from controller.services import compute_views, net_lookup, net_ports, placement, views
+from controller.services import volumes as volume_service
 from controller.services.context import RequestContext
-from controller.services.errors import ServiceError, bad_request, not_found
+from controller.services.errors import ServiceError, bad_request
 from controller.services.runtime import Runtime
-from controller.services.scope import target_tenant
+from controller.services.scope import owned, target_tenant
 from controller.state import idempotency, quotas
 from controller.state import instances as instance_state
 from controller.state.data import StateData
@@ -39,19 +40,16 @@ def _tenant_id(rt: Runtime, rc: RequestContext, tenant: str | None) -> str:
 
 def find(data: StateData, tenant_id: str, ident: str) -> dict[str, Any]:
     """By id or by name, only within the tenant: another tenant's instance is simply not found."""
-    instance = data.instances.get(ident)
-    if instance is None or instance["tenant_id"] != tenant_id:
-        instance = data.instances.get(data.instance_names.get(tenant_id, {}).get(ident, ""))
-    if instance is None or instance["tenant_id"] != tenant_id:
-        raise not_found("instance", ident)
-    return instance
+    return owned(data.instances, tenant_id, ident, "instance", data.instance_names)
 
 
 def _view(data: StateData, instance: dict[str, Any], with_events: bool = False,
           rc: RequestContext | None = None) -> dict[str, Any]:
     host = data.hosts.get(instance.get("host_id") or "")
     viewer = rc is not None and rc.caller.role == "viewer"
-    return compute_views.instance(instance, host["name"] if host else None, with_events, redact_env=viewer)
+    out = compute_views.instance(instance, host["name"] if host else None, with_events, redact_env=viewer)
+    out["reported_addresses"], out["addresses"] = out["addresses"], net_lookup.address(data, instance)
+    return out
 
 
 def _spec(data: StateData, body: dict[str, Any]) -> dict[str, Any]:
@@ -111,9 +109,12 @@ async def create(rt: Runtime, rc: RequestContext, body: dict[str, Any],
                                str(stored["error"]["message"]), audited=True)
         with rt.view() as data:
             spec = _spec(data, body)
+            spec["network"] = {**net_ports.network_for(data, tenant_id, spec), **net_ports.port_identity()}
             if spec["name"] in data.instance_names.get(tenant_id, {}):
                 raise ServiceError(409, "conflict", f"instance {spec['name']!r} already exists")
-            host_id = placement.choose(data, {**spec, "id": instance_id, "tenant_id": tenant_id},
+            spec["volumes"] = volume_service.resolve_for_instance(data, tenant_id, spec.get("volumes") or [])
+            host_id = placement.choose(data, {**spec, "id": instance_id, "tenant_id": tenant_id,
+                                              "required_host": volume_service.host_of(data, spec["volumes"])},
                                        views=rt.host_views)
         args = {**spec, "id": instance_id, "tenant_id": tenant_id, "host_id": host_id}
         try:
@@ -157,6 +158,7 @@ async def create_batch(rt: Runtime, rc: RequestContext, template: dict[str, Any]
                                str(stored["error"]["message"]), audited=True)
         with rt.view() as data:
             spec = _spec(data, {k: v for k, v in template.items() if k != "name"})
+            spec["network"] = net_ports.network_for(data, tenant_id, spec)
             existing = data.instance_names.get(tenant_id, {})
             taken = [n for n in names if n in existing]
             if taken:
@@ -169,7 +171,8 @@ async def create_batch(rt: Runtime, rc: RequestContext, template: dict[str, Any]
                 raise ServiceError(err.status, err.code, err.message) from None
             hosts = placement.choose_many(data, {**spec, "tenant_id": tenant_id}, names, rt.host_views)
         args = {"tenant_id": tenant_id, "spec": spec,
-                "items": [{"id": i, "name": n, "host_id": h} for i, n, h in zip(ids, names, hosts, strict=True)]}
+                "items": [{"id": i, "name": n, "host_id": h, **net_ports.port_identity()}
+                          for i, n, h in zip(ids, names, hosts, strict=True)]}
         try:
             out = await rt.propose(attempt_rc, "instance.create_batch", args, action="instance.create_batch",
                                    target=target, tenant_id=tenant_id)

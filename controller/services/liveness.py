@@ -64,11 +64,17 @@ class Liveness:
 
 
 class RevisionWatch:
-    """Wakes long-polling agents when the state machine applied something (called from the apply thread)."""
+    """Wakes long-polling host daemons when the state machine applied something (called from the apply thread).
+
+    ``wait`` returns on any applied change (for the few watchers that need that). ``wait_until`` returns once
+    its own condition holds: after each applied batch the conditions of the waiting requests are checked on the
+    event loop, and only the requests whose condition became true are woken. With 10,000 hosts long-polling,
+    one placement then wakes one agent, not 10,000 coroutines that would each look and go back to sleep."""
 
     def __init__(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._changed = asyncio.Event()
+        self._conditions: dict[asyncio.Future[None], Callable[[], bool]] = {}
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -82,8 +88,28 @@ class RevisionWatch:
     def _wake(self) -> None:
         self._changed.set()
         self._changed = asyncio.Event()
+        for future, ready in list(self._conditions.items()):
+            try:
+                due = ready()
+            except Exception:  # a host deleted meanwhile, say: let the request look for itself
+                due = True
+            if due and not future.done():
+                future.set_result(None)
 
     async def wait(self, seconds: float) -> None:
         """Returns on the next applied change, or after ``seconds``."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._changed.wait(), seconds)
+
+    async def wait_until(self, ready: Callable[[], bool], seconds: float) -> None:
+        """Returns when ``ready()`` (cheap, no locks; checked after every applied batch) is true, or after
+        ``seconds``. The caller re-checks under the state lock: this only decides when to look."""
+        if ready():
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._conditions[future] = ready
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(future, seconds)
+        finally:
+            self._conditions.pop(future, None)

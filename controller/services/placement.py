@@ -18,6 +18,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any, overload
 
 from controller.services.errors import ServiceError
+from controller.state import attachments
 from controller.state.data import StateData
 from controller.state.placements import inventory_of, resources_of
 from scheduler.model import HostView, PlacementRequest, WeightSettings
@@ -136,7 +137,9 @@ def request_for(data: StateData, instance: dict[str, Any], exclude: frozenset[st
                 if m != instance.get("id") and m in data.instances and data.instances[m].get("host_id"))
     return PlacementRequest(resources=resources_of(instance), kind=instance["kind"], zone=instance.get("zone"),
                             required_traits=frozenset(instance.get("required_traits") or ()),
-                            group_policy=policy, group_hosts=group_hosts, exclude_hosts=exclude)
+                            group_policy=policy, group_hosts=group_hosts, exclude_hosts=exclude,
+                            required_host=instance.get("required_host") or attachments.required_host(
+                                data, instance.get("id") or ""))
 
 
 def choose(data: StateData, instance: dict[str, Any], exclude: frozenset[str] = frozenset(),

@@ -32,6 +32,14 @@ class ComputeSettings:
     heartbeat_interval: float = 5.0
 
 
+DEFAULT_PUBLIC_POOL = "198.18.200.0/24"
+
+
+@dataclass
+class NetworkSettings:
+    public_pool: str = DEFAULT_PUBLIC_POOL  # elastic IPs come from here
+
+
 class AgentClient(Protocol):
     """Reaches an agent's own listener (logs, stats, exec, console); set by the daemon."""
 
@@ -67,6 +75,7 @@ class Runtime:
         self.revisions = RevisionWatch()
         self.host_views = HostViews()  # the scheduler's view of each host, rebuilt when its record changes
         self.compute = ComputeSettings()
+        self.network = NetworkSettings()
         self.agent_client: AgentClient | None = None
         self.images: BlobDir | None = None  # this controller's image blob store (None: no data dir)
         self.blob_peers: BlobPeers | None = None

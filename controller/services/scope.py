@@ -32,3 +32,15 @@ def check_all_tenants(caller: Caller, all_tenants: bool) -> None:
 
 def visible(caller: Caller, tenant_id: str) -> bool:
     return caller.is_cluster_admin or tenant_id == caller.tenant_id
+
+
+def owned(records: dict[str, dict[str, Any]], tenant_id: str, ident: str, kind: str,
+          names: dict[str, dict[str, str]] | None = None) -> dict[str, Any]:
+    """A tenant's record by id, or by name when ``names`` (tenant -> name -> id) is given. Another tenant's
+    record is simply not found (404), so ids and names of other tenants leak nothing."""
+    record = records.get(ident)
+    if (record is None or record["tenant_id"] != tenant_id) and names is not None:
+        record = records.get(names.get(tenant_id, {}).get(ident, ""))
+    if record is None or record["tenant_id"] != tenant_id:
+        raise not_found(kind, ident)
+    return record

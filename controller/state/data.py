@@ -39,6 +39,35 @@ class StateData:
     # VM images (cluster-wide) by name; their blobs by sha256, with the controllers that hold a copy
     images: dict[str, dict[str, Any]] = field(default_factory=dict)
     image_blobs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # storage: volumes by id (names per tenant), snapshots by id (names per tenant), instance id -> attached
+    # volume ids, hosts running storaged (capacity, backend) by host id, S3 access keys by id, buckets by name
+    volumes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    volume_names: dict[str, dict[str, str]] = field(default_factory=dict)
+    snapshots: dict[str, dict[str, Any]] = field(default_factory=dict)
+    snapshot_names: dict[str, dict[str, str]] = field(default_factory=dict)
+    instance_volumes: dict[str, list[str]] = field(default_factory=dict)
+    storage_hosts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    s3_credentials: dict[str, dict[str, Any]] = field(default_factory=dict)
+    buckets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # volume backups exported to S3 buckets by id (controller/state/backups.py)
+    backups: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # networking (controller/state/networks.py, ports.py): VPCs with their VNIs, subnets (with their IP
+    # allocations), ports, security groups, elastic IPs, peerings; the indexes below are derived in apply
+    vpcs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    vpc_names: dict[str, dict[str, str]] = field(default_factory=dict)  # tenant id -> name -> vpc id
+    vnis: dict[str, str] = field(default_factory=dict)  # str(vni) -> vpc id
+    subnets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    subnet_names: dict[str, dict[str, str]] = field(default_factory=dict)  # tenant id -> name -> subnet id
+    ports: dict[str, dict[str, Any]] = field(default_factory=dict)
+    port_macs: dict[str, str] = field(default_factory=dict)  # mac -> port id
+    vpc_ports: dict[str, dict[str, str]] = field(default_factory=dict)  # vpc id -> port id -> ip
+    security_groups: dict[str, dict[str, Any]] = field(default_factory=dict)
+    sg_ports: dict[str, dict[str, str]] = field(default_factory=dict)  # sg id -> port id -> ip
+    elastic_ips: dict[str, dict[str, Any]] = field(default_factory=dict)
+    eip_addresses: dict[str, str] = field(default_factory=dict)  # address -> elastic ip id
+    peerings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    host_vpcs: dict[str, dict[str, int]] = field(default_factory=dict)  # host id -> vpc id -> ports there
+    net_hosts: dict[str, dict[str, Any]] = field(default_factory=dict)  # host id -> vtep, backend, rev
     meta: dict[str, Any] = field(default_factory=dict)
     revision: int = 0
 

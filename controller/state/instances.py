@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from controller.state import images, quotas
+from controller.state import attachments, images, ports, quotas
 from controller.state.command import CommandContext
 from controller.state.data import StateData
 from controller.state.errors import ApplyError, conflict, not_found
@@ -66,6 +66,10 @@ def create(data: StateData, args: dict[str, Any], ctx: CommandContext) -> dict[s
     if instance["kind"] == "vm":  # the image's blobs, so the instance keeps booting the same bits
         instance["vm_image"] = images.boot_spec(data, instance["image"])
     quotas.check(data, tenant_id, quota_deltas(instance))
+    net_plan = ports.check_one(data, tenant_id, args) if args.get("network") else None
+    wanted_volumes = list(args.get("volumes") or [])
+    if wanted_volumes:  # checked before anything changes; attached in this same apply
+        attachments.check_many(data, instance, args["host_id"], wanted_volumes)
     claim(data, args["host_id"], instance)
     set_status(instance, ctx, "scheduled", f"placed on {data.hosts[args['host_id']]['name']}")
     data.instances[instance["id"]] = instance
@@ -73,6 +77,10 @@ def create(data: StateData, args: dict[str, Any], ctx: CommandContext) -> dict[s
     if group:
         data.server_groups[tenant_id][group]["members"].append(instance["id"])
     quotas.consume(data, tenant_id, quota_deltas(instance))
+    if wanted_volumes:
+        attachments.link_many(data, instance, wanted_volumes, now)
+    if net_plan is not None:
+        ports.attach(data, instance, args["network"], net_plan, ctx)
     return instance
 
 
@@ -115,9 +123,11 @@ def create_batch(data: StateData, args: dict[str, Any], ctx: CommandContext) -> 
     one = resources_of(spec)
     for host_id, count in per_host.items():
         check_room(data, host_id, {rc: amount * count for rc, amount in one.items()}, f"{count} instance(s)")
+    if spec.get("network"):
+        ports.check_batch(data, tenant_id, spec, items, per_host)
     for item in items:
-        create(data, {**spec, "tenant_id": tenant_id, "id": item["id"], "name": item["name"],
-                      "host_id": item["host_id"]}, ctx)
+        create(data, {**spec, **ports.item_network(spec, item), "tenant_id": tenant_id, "id": item["id"],
+                      "name": item["name"], "host_id": item["host_id"]}, ctx)
     return {"ids": [item["id"] for item in items]}
 
 
@@ -233,12 +243,16 @@ def report(data: StateData, args: dict[str, Any], ctx: CommandContext) -> dict[s
             continue
         set_status(instance, ctx, item["status"], item.get("reason", ""))
         instance["addresses"] = list(item.get("addresses", []))
+        if "netns" in item:
+            ports.set_netns(data, instance, item["netns"])
         applied += 1
     return {"applied": applied}
 
 
 def purge(data: StateData, instance: dict[str, Any]) -> None:
     release(data, instance)
+    ports.detach(data, instance)
+    attachments.release_all(data, instance["id"], instance["updated_at"])
     tenant_id = instance["tenant_id"]
     data.instances.pop(instance["id"], None)
     data.instance_names.get(tenant_id, {}).pop(instance["name"], None)

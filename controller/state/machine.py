@@ -10,18 +10,29 @@ from typing import Any
 
 # Handler modules register themselves on import.
 from controller.state import (  # noqa: F401
+    attachments,
     audit,
+    backups,
+    buckets,
     cluster,
     credentials,
+    elastic_ips,
     hosts,
     idempotency,
     images,
     instances,
     keys,
+    netindex,
+    networks,
     quotas,
+    s3keys,
     secrets,
+    security_groups,
+    snapshots,
+    storage,
     tenants,
     users,
+    volumes,
 )
 from controller.state.command import Command
 from controller.state.data import StateData

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from controller.state import attachments, netindex
 from controller.state.command import CommandContext
 from controller.state.data import StateData
 from controller.state.errors import ApplyError
@@ -49,7 +50,14 @@ def unusable_reason(host: dict[str, Any]) -> str | None:
 
 
 def check_claim(data: StateData, host_id: str, instance: dict[str, Any]) -> dict[str, Any]:
-    """Raises 409 placement_conflict unless the host is usable and has room; changes nothing."""
+    """Raises 409 placement_conflict unless the host is usable and has room; changes nothing.
+
+    An instance with volumes can only run on their host."""
+    pinned = attachments.required_host(data, instance["id"]) if data.instance_volumes else None
+    if pinned is not None and pinned != host_id:
+        where = data.hosts.get(pinned, {}).get("name", pinned)
+        raise ApplyError(409, "placement_conflict", f"instance {instance['name']} has volumes on host {where}; "
+                                                    "it runs there only")
     return check_room(data, host_id, resources_of(instance))
 
 
@@ -74,9 +82,11 @@ def claim(data: StateData, host_id: str, instance: dict[str, Any]) -> None:
     host["desired_rev"] = data.revision
     instance["host_id"] = host_id
     data.host_instances.setdefault(host_id, []).append(instance["id"])
+    netindex.placed(data, instance)
 
 
 def release(data: StateData, instance: dict[str, Any]) -> None:
+    netindex.unplaced(data, instance)
     host = data.hosts.get(instance.get("host_id") or "")
     if host is not None:
         host["used"] = claims.add(host["used"], resources_of(instance), sign=-1)

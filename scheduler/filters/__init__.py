@@ -15,6 +15,7 @@ from scheduler.filters.group import GroupFilter
 from scheduler.filters.kind import KindFilter
 from scheduler.filters.state import StateFilter
 from scheduler.filters.traits import TraitsFilter
+from scheduler.filters.volume_host import VolumeHostFilter
 from scheduler.filters.zone import ZoneFilter
 from scheduler.model import HostView, PlacementRequest
 
@@ -30,6 +31,7 @@ class Filter(Protocol):
 FILTERS: tuple[Filter, ...] = (
     StateFilter(),
     ExcludeFilter(),
+    VolumeHostFilter(),
     KindFilter(),
     ZoneFilter(),
     GroupFilter(),
@@ -59,6 +61,7 @@ __all__ = [
     "KindFilter",
     "StateFilter",
     "TraitsFilter",
+    "VolumeHostFilter",
     "ZoneFilter",
     "active_filters",
     "first_rejection",

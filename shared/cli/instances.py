@@ -96,6 +96,11 @@ def instance() -> None:
 @click.option("--group", help="Server group (affinity or anti-affinity).")
 @click.option("--tag", "tags", multiple=True, help="Tag (repeatable).")
 @click.option("--trait", "traits", multiple=True, help="A trait the host must have (repeatable).")
+@click.option("--subnet", help="Subnet (name or id) of the instance's port (default: the default VPC's).")
+@click.option("--security-group", "security_groups", multiple=True,
+              help="Security group of the subnet's VPC (repeatable; default: the VPC's default group).")
+@click.option("--volume", "volumes", multiple=True, metavar="VOLUME[:/MOUNT/PATH]",
+              help="Attach a volume (containers: at the path; VMs: as the next disk); it runs on the volume's host.")
 @click.option("--count", type=click.IntRange(1, 1000),
               help="Create this many, named NAME-1 .. NAME-N, placed together (all or none).")
 @wait_option
@@ -106,7 +111,9 @@ def instance() -> None:
 def create(state: CliState, name: str, image: str, kind: str, instance_type: str | None, vcpus: int | None,
            memory_mb: int | None, disk_gb: int | None, env: tuple[str, ...], ports: tuple[str, ...],
            user_data_file: Any, restart_policy: str | None, zone: str | None, group: str | None,
-           tags: tuple[str, ...], traits: tuple[str, ...], count: int | None, wait: bool, timeout: float,
+           tags: tuple[str, ...], traits: tuple[str, ...], subnet: str | None, security_groups: tuple[str, ...],
+           volumes: tuple[str, ...], count: int | None, wait: bool,
+           timeout: float,
            tenant: str | None, command: tuple[str, ...]) -> None:
     """Create an instance (or --count of them); the command to run (optional) goes after `--`.
 
@@ -122,8 +129,13 @@ def create(state: CliState, name: str, image: str, kind: str, instance_type: str
         "restart_policy": restart_policy, "zone": zone, "group": group,
         "command": list(command) or None, "env": parse_env(env) or None, "ports": parse_ports(ports) or None,
         "tags": list(tags) or None, "required_traits": list(traits) or None,
+        "subnet": subnet, "security_groups": list(security_groups) or None,
         "user_data": user_data_file.read() if user_data_file is not None else None,
     }
+    if volumes:
+        if count is not None:
+            raise click.UsageError("--volume attaches one volume to one instance: it does not go with --count")
+        fields["volumes"] = [dict(zip(("volume", "mount_path"), v.split(":", 1), strict=False)) for v in volumes]
     client = state.client()
     if count is not None:
         batch = client.instances.create_batch(name, count, image, tenant=tenant, **fields)

@@ -6,7 +6,23 @@ from typing import Any
 
 import click
 
-from shared.cli import audit, auth, cluster, hosts, images, instances, keys, quota, secrets, tenants, users
+from shared.cli import (
+    audit,
+    auth,
+    backups,
+    cluster,
+    hosts,
+    images,
+    instances,
+    keys,
+    networks,
+    quota,
+    s3,
+    secrets,
+    tenants,
+    users,
+    volumes,
+)
 from shared.cli.common import CliState, CloudGroup, output_param
 from shared.sdk.config import ConfigError
 from shared.sdk.errors import CloudError
@@ -62,6 +78,16 @@ for command in (
     instances.server_group,
     instances.instance_type,
     images.image,
+    networks.vpc,
+    networks.subnet,
+    networks.sg,
+    networks.eip,
+    networks.peering,
+    volumes.volume,
+    volumes.snapshot,
+    backups.backup,
+    s3.s3,
+    s3.bucket,
 ):
     cli.add_command(command)
 

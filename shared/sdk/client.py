@@ -18,7 +18,9 @@ from shared.sdk.compute import HostsAPI, InstancesAPI, InstanceTypesAPI, ServerG
 from shared.sdk.errors import CloudError, error_from_body
 from shared.sdk.identity import AuthAPI, KeysAPI, QuotaAPI, RolesAPI, TenantsAPI, UsersAPI
 from shared.sdk.images import ImagesAPI
+from shared.sdk.networks import ElasticIpsAPI, PeeringsAPI, PortsAPI, SecurityGroupsAPI, SubnetsAPI, VpcsAPI
 from shared.sdk.secrets import SecretsAPI
+from shared.sdk.storage import S3API, BackupsAPI, BucketsAPI, SnapshotsAPI, VolumesAPI
 
 DEFAULT_URL = "http://127.0.0.1:8600"
 USER_AGENT = "thecloud-sdk/0.1"
@@ -53,7 +55,7 @@ class CloudClient:
 
     Resource groups are attributes: ``auth``, ``tenants``, ``quota``, ``users``, ``roles``, ``keys``,
     ``secrets``, ``audit``, ``events``, ``cluster``, ``hosts``, ``instances``, ``server_groups``,
-    ``instance_types`` and ``images``.
+    ``instance_types``, ``images``, ``volumes``, ``snapshots``, ``s3`` (``s3.credentials``) and ``buckets``.
     """
 
     def __init__(
@@ -96,6 +98,17 @@ class CloudClient:
         self.server_groups = ServerGroupsAPI(self)
         self.instance_types = InstanceTypesAPI(self)
         self.images = ImagesAPI(self)
+        self.vpcs = VpcsAPI(self)
+        self.subnets = SubnetsAPI(self)
+        self.ports = PortsAPI(self)
+        self.security_groups = SecurityGroupsAPI(self)
+        self.elastic_ips = ElasticIpsAPI(self)
+        self.peerings = PeeringsAPI(self)
+        self.volumes = VolumesAPI(self)
+        self.snapshots = SnapshotsAPI(self)
+        self.backups = BackupsAPI(self)
+        self.s3 = S3API(self)
+        self.buckets = BucketsAPI(self)
 
     @classmethod
     def from_config(cls, profile: str | None = None, **kwargs: Any) -> CloudClient:

@@ -63,6 +63,9 @@ from tests.api.conftest import (
     make_tenant,
     unique,
 )
+from tests.api.rbac_network import NETWORK_ACCESS, NETWORK_SAMPLES, network_side
+from tests.api.rbac_storage import STORAGE_ACCESS, STORAGE_SAMPLES, STORAGE_WORLD, storage_side
+from tests.api.storage_util import storage_report
 from tests.harness.ports import free_port
 
 ROLES = ("cluster-admin", "admin", "developer", "viewer", "anonymous")
@@ -85,6 +88,13 @@ class Side:
     instance_id: str = ""
     instance_name: str = ""
     group_name: str = ""
+    volume_id: str = ""
+    volume_name: str = ""
+    snapshot_id: str = ""
+    snapshot_name: str = ""
+    bucket_name: str = ""
+    backup_id: str = ""
+    network: dict[str, str] = field(default_factory=dict)  # ids and names of its VPC, subnet, group, EIP...
 
     @property
     def id(self) -> str:
@@ -97,10 +107,12 @@ class Side:
     def strings(self) -> set[str]:
         """Everything that identifies this tenant's data."""
         out = {self.id, self.name, self.login_name, self.login_id, self.secret_name, self.secret_value,
-               self.instance_id, self.instance_name, self.group_name}
+               self.instance_id, self.instance_name, self.group_name, self.volume_id, self.volume_name,
+               self.snapshot_id, self.snapshot_name, self.bucket_name, self.backup_id}
         for account in self.world.accounts.values():
             out |= {account.name, account.id, account.key_id, account.key}
         out |= set(self.spare_keys.values())
+        out |= set(self.network.values())
         return out
 
 
@@ -128,6 +140,8 @@ def _side(admin: CloudClient, world: TenantWorld, with_login: bool = True) -> Si
     instance = admin.instances.create(unique("inst"), "alpine", instance_type="tiny", tenant=world.name)
     side.instance_id, side.instance_name = instance["id"], instance["name"]
     side.group_name = admin.server_groups.create(unique("grp"), "anti-affinity", tenant=world.name)["name"]
+    storage_side(side, admin)
+    network_side(side, admin)
     return side
 
 
@@ -142,9 +156,12 @@ def world(api: ApiServer, admin: CloudClient) -> World:
     default.accounts["viewer"] = make_account(admin, "default", "viewer", "dflt")
     # one up host for every instance the matrix creates (no agent: its address is unreachable)
     host = up_host(api, admin, vcpu=100_000, memory_mb=100_000_000, disk_gb=1_000_000)
+    storage_report(api, host["id"], total_gb=10_000_000)  # it runs storaged too: every volume made here
+    STORAGE_WORLD["api"] = api
     a, b = make_tenant(admin, "rbac-a"), make_tenant(admin, "rbac-b")
     for tenant in (a, b):
-        admin.tenants.set_quota(tenant.name, {"instances": -1, "vcpus": -1, "memory_mb": -1})
+        admin.tenants.set_quota(tenant.name, {"instances": -1, "vcpus": -1, "memory_mb": -1, "volumes": -1,
+                                              "volume_gb": -1})
     return World(api=api, admin=admin, default=_side(admin, default, with_login=False), a=_side(admin, a),
                  b=_side(admin, b), host=host)
 
@@ -1129,6 +1146,8 @@ SAMPLES: dict[tuple[str, str], Callable[[Cell], Case]] = {
     ("GET", "/v1/images"): s_list_images,
     ("GET", "/v1/images/{name}"): s_get_image,
     ("DELETE", "/v1/images/{name}"): s_delete_image,
+    **STORAGE_SAMPLES,
+    **NETWORK_SAMPLES,
 }
 
 
@@ -1307,6 +1326,8 @@ EXPECTED_ACCESS = {
     ("GET", "/v1/images"): "viewer+",
     ("GET", "/v1/images/{name}"): "viewer+",
     ("DELETE", "/v1/images/{name}"): "cluster-admin",
+    **STORAGE_ACCESS,
+    **NETWORK_ACCESS,
 }
 ACCESS_RULES = {
     "public": policy_module.PUBLIC,

@@ -10,7 +10,8 @@ import time
 from multiprocessing.pool import Pool
 from typing import Any
 
-from tests.bench import api_latency, compute_sim, failover, report
+from tests.bench import api_latency, compute_sim, failover, net, report, volumes
+from tests.bench import s3 as s3_bench
 from tests.bench.api_latency import LoadPlan, Phase
 from tests.bench.procs import CpuWindow, background_cpu_pct, bench_cluster
 from tests.bench.profile import find_py_spy
@@ -33,7 +34,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="total requests/s of the paced read phases (0 skips them; default 500)")
     p.add_argument("--paced-write-rate", type=float, default=250.0,
                    help="total requests/s of the paced write phase (0 skips it; default 250)")
-    p.add_argument("--only", choices=("latency", "failover", "compute"), help="run one part only")
+    p.add_argument("--only", choices=("latency", "failover", "compute", "volumes", "s3", "net"),
+                   help="run one part only")
     p.add_argument("--failover-rounds", type=int, default=3, help="leader kills (default 3)")
     p.add_argument("--hosts", help="compute: comma-separated fleet sizes (default 1000,10000; quick 1000)")
     p.add_argument("--launches", type=int, help="compute: docker launches (default 20, quick 5)")
@@ -76,6 +78,12 @@ def main(argv: list[str] | None = None) -> int:
                 pool.join()
         if args.only in (None, "compute"):
             compute_sim.run(_sim_plan(args, quick))
+        if args.only in (None, "volumes"):
+            volumes.run(quick)
+        if args.only in (None, "s3"):
+            s3_bench.run(quick)
+        if args.only in (None, "net"):
+            net.run(quick)
     except KeyboardInterrupt:
         info("interrupted")
         return 130
@@ -161,6 +169,8 @@ def summary(elapsed: float) -> dict[str, Any]:
         goals.append({"goal": "failover < 2 s with 0 lost writes", "max_failover_s": fo[-1]["max_failover_s"],
                       "lost": fo[-1]["lost"], "met": fo[-1]["met"]})
     goals += compute_goals(report.RESULTS)
+    goals += s3_bench.goals(report.RESULTS)
+    goals += net.goals(report.RESULTS)
     return {"bench": "summary", "elapsed_s": round(elapsed, 1), "goals": goals,
             "all_met": all(g["met"] for g in goals if g["met"] is not None)}
 

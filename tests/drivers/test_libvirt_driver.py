@@ -335,7 +335,6 @@ async def test_volumes_hot_plug_and_the_vpc_tap(make_driver: Callable[..., Libvi
         os.chmod(path, 0o666)
         volumes.append(VolumeMount(name, "block", str(path), format="raw"))
     nic = Nic(port_id=f"port-{iid}", mac="02:00:00:aa:bb:01", tap=port_names(f"port-{iid}").tap)
-    subprocess.run(["ip", "tuntap", "add", "mode", "tap", nic.tap], check=True)
     try:
         spec = vm_spec(guest, iid, volumes=(volumes[0],), nic=nic)
         await driver.create(spec)
@@ -344,6 +343,8 @@ async def test_volumes_hot_plug_and_the_vpc_tap(make_driver: Callable[..., Libvi
         assert "<serial>vol-one</serial>" in xml and "<target dev='vdc' bus='virtio'/>" in xml
         assert "<interface type='ethernet'>" in xml and f"<target dev='{nic.tap}' managed='no'/>" in xml
         assert "<mac address='02:00:00:aa:bb:01'/>" in xml
+        assert subprocess.run(["ip", "link", "show", nic.tap], capture_output=True).returncode == 0, \
+            "the driver makes the tap when netd has not (yet)"
 
         await driver.update(dataclasses.replace(spec, volumes=tuple(volumes)))  # live hot-plug
         live = domain_xml(name)
@@ -355,6 +356,11 @@ async def test_volumes_hot_plug_and_the_vpc_tap(make_driver: Callable[..., Libvi
         assert "<serial>vol-one</serial>" not in defined and "<serial>vol-two</serial>" in defined
         await driver.update(dataclasses.replace(spec, volumes=(volumes[1],)))  # nothing to change
         assert domain_xml(name) == defined
+        await driver.start(iid)  # the tap is there again, whatever happened to it while the VM was off
+        (inst,) = await driver.list_instances()
+        assert inst.state == RUNNING, inst
     finally:
         await driver.delete(iid)
-        subprocess.run(["ip", "link", "del", nic.tap], check=False)
+        gone = subprocess.run(["ip", "link", "show", nic.tap], capture_output=True).returncode != 0
+        subprocess.run(["ip", "link", "del", nic.tap], capture_output=True, check=False)
+        assert gone, "deleting the VM removes its tap"

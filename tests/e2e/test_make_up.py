@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
 
-from shared.sdk import CloudClient
+from shared.sdk import CloudClient, CloudError
 from tests.harness.controllers import REPO
 from tests.harness.docker import DOCKER_IMAGE, ensure_docker
 from tests.harness.ports import free_port
@@ -18,6 +20,23 @@ def _run(script: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
                           timeout=120)
 
 
+def _eventually(check: Callable[[], bool], timeout: float = 60) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.25)
+    return False
+
+
+def _gone(client: CloudClient, volume: str) -> bool:
+    try:
+        client.volumes.get(volume)
+    except CloudError as exc:
+        return exc.status == 404
+    return False
+
+
 def test_up_prints_url_and_login_and_a_second_up_finds_everything(tmp_path: Path) -> None:
     ensure_docker()
     data = tmp_path / "thecloud"
@@ -25,7 +44,8 @@ def test_up_prints_url_and_login_and_a_second_up_finds_everything(tmp_path: Path
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("THECLOUD_")},
            "THECLOUD_DATA_DIR": str(data), "THECLOUD_API_PORT": str(api_port),
            "THECLOUD_RAFT_PORT": str(free_port()), "THECLOUD_AGENT_API_PORT": str(free_port()),
-           "THECLOUD_AGENT_PORT": str(free_port()), "THECLOUD_HOST_NAME": "up-test-host"}
+           "THECLOUD_AGENT_PORT": str(free_port()), "THECLOUD_HOST_NAME": "up-test-host",
+           "THECLOUD_S3_PORT": str(free_port())}
     try:
         up = _run("up.sh", env)
         assert up.returncode == 0, up.stdout + up.stderr
@@ -41,6 +61,12 @@ def test_up_prints_url_and_login_and_a_second_up_finds_everything(tmp_path: Path
                 ("up-test-host", "up", "docker")]
             client.instances.create("hello", DOCKER_IMAGE, instance_type="tiny", command=["sleep", "600"])
             assert client.instances.wait("hello", "running", timeout=60, interval=0.2)["host"] == "up-test-host"
+            # netd plumbs its port in the tenant's default VPC; storaged takes a volume
+            assert _eventually(lambda: client.instances.get("hello")["addresses"][0]["state"] == "active")
+            client.volumes.create("scratch", 1)
+            assert _eventually(lambda: client.volumes.get("scratch")["status"] == "available")
+            client.volumes.delete("scratch")
+            assert _eventually(lambda: _gone(client, "scratch"))
 
         again = _run("up.sh", env)
         assert again.returncode == 0 and "already running" in again.stdout + again.stderr

@@ -20,6 +20,7 @@ from __future__ import annotations
 import time
 
 import hypothesis
+import pytest
 import schemathesis
 from schemathesis.checks import not_a_server_error
 from schemathesis.generation import GenerationMode
@@ -28,10 +29,10 @@ from controller.api.routes import ROUTES
 from tests.harness.controllers import ControllerCluster
 
 EXCLUDED = {("GET", "/v1/events"), ("POST", "/v1/cluster/members")}
-EXAMPLES = {GenerationMode.POSITIVE: 25, GenerationMode.NEGATIVE: 10}
-BUDGET_SECONDS = 150  # a runaway guard: the run takes ~35 s on an idle machine
+EXAMPLES = {GenerationMode.POSITIVE: 15, GenerationMode.NEGATIVE: 8}
 
 
+@pytest.mark.timeout(900)  # a runaway guard, not a speed check: ~120 operations take ~1 min on an idle machine
 def test_no_server_errors(one_node: ControllerCluster) -> None:
     node = one_node.nodes[0]
     headers = {"Authorization": f"Bearer {one_node.admin_key()}"}
@@ -69,5 +70,5 @@ def test_no_server_errors(one_node: ControllerCluster) -> None:
     assert node.alive, "the controller died during the run:\n" + node.log_text()[-3000:]
     assert not failures, "\n\n".join(failures)
     assert calls >= 300, f"only {calls} requests were generated"
-    assert elapsed < BUDGET_SECONDS, f"fuzzing took {elapsed:.0f}s"
+    print(f"{calls} requests over {len(operations)} operations in {elapsed:.0f} s")
     assert "unhandled error" not in node.log_text(), node.log_text()[-3000:]

@@ -1,20 +1,18 @@
-"""Test helpers for libvirt domains: find and remove the domains of test hosts, and a data directory QEMU can
-reach (pytest's own tmp dirs are 0700, and QEMU runs as libvirt-qemu)."""
+"""Test helpers for libvirt domains: find and remove the domains of test hosts. (``reachable_dir`` gives a data
+directory QEMU can reach: pytest's own tmp dirs are 0700, and QEMU runs as libvirt-qemu.)"""
 
 from __future__ import annotations
 
 import contextlib
-import os
-import shutil
-import tempfile
-from collections.abc import Iterable, Iterator
-from pathlib import Path
+from collections.abc import Iterable
 
 import libvirt
 
 from agent.drivers.libvirt_xml import METADATA_NS, parse_metadata
+from tests.harness.dirs import reachable_dir
 
 URI = "qemu:///system"
+__all__ = ["URI", "domain_xml", "host_domain_names", "reachable_dir", "remove_host_domains"]
 
 
 def host_domain_names(host_ids: Iterable[str]) -> list[str]:
@@ -56,14 +54,3 @@ def domain_xml(name: str) -> str:
         return str(conn.lookupByName(name).XMLDesc(0))
     finally:
         conn.close()
-
-
-@contextlib.contextmanager
-def reachable_dir(prefix: str) -> Iterator[Path]:
-    """A fresh directory that QEMU (user libvirt-qemu) can traverse, removed afterwards."""
-    root = Path(tempfile.mkdtemp(prefix=prefix))
-    os.chmod(root, 0o711)
-    try:
-        yield root
-    finally:
-        shutil.rmtree(root, ignore_errors=True)

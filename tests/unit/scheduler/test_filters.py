@@ -112,4 +112,4 @@ def test_filters_cheap_first_capacity_last() -> None:
     names = [f.name for f in FILTERS]
     assert names[0] == "state"
     assert names[-1] == "capacity"
-    assert set(names) == {"state", "kind", "zone", "traits", "group", "exclude", "capacity"}
+    assert set(names) == {"state", "kind", "zone", "traits", "group", "exclude", "volume_host", "capacity"}
