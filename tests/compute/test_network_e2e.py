@@ -9,7 +9,6 @@ router namespaces under a test directory; everything it makes is prefixed ``tc``
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from shared.netmodel import vpc_names
 from tests.compute.conftest import DOCKER_IMAGE, Cloud
 from tests.harness.agents import wait_for
 from tests.harness.dirs import reachable_dir
+from tests.harness.hostdaemons import start_netd, stop, unmount_below
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 REPO = Path(__file__).resolve().parents[2]
@@ -35,12 +35,8 @@ def net_host(cloud: Cloud, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
 def _net_host(cloud: Cloud, tmp_path: Path, run_dir: Path) -> Iterator[subprocess.Popen[bytes]]:
     agent = cloud.add_agent("net1", driver="docker")
     netns_dir = tmp_path / "netns"
-    cmd = [sys.executable, "-m", "netd.main", "run", "--backend", "linuxbridge", "--vtep", "127.0.0.1",
-           "--public-interface", "lo", "--identity-dir", str(agent.data_dir), "--run-dir", str(run_dir),
-           "--netns-dir", str(netns_dir), "--resync-seconds", "2",
-           *[arg for node in cloud.cluster.nodes for arg in ("--controller", node.agent_api)]]
-    with (tmp_path / "netd.log").open("ab") as out:
-        proc = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+    proc = start_netd(agent.data_dir, [n.agent_api for n in cloud.cluster.nodes], run_dir, netns_dir,
+                      tmp_path / "netd.log")
     try:
         yield proc
     finally:
@@ -49,12 +45,8 @@ def _net_host(cloud: Cloud, tmp_path: Path, run_dir: Path) -> Iterator[subproces
         wait_for(lambda: not cloud.api.call("GET", "/v1/instances?limit=100")["items"], 60, what="instances gone")
         for vpc in cloud.api.call("GET", "/v1/vpcs?limit=100")["items"]:
             cloud.api.call("DELETE", f"/v1/vpcs/{vpc['id']}")
-        proc.terminate()
-        proc.wait(15)
-        for line in Path("/proc/mounts").read_text().splitlines():  # router namespaces netd had no time to remove
-            fields = line.split()
-            if len(fields) > 1 and fields[1].startswith(str(netns_dir)):
-                subprocess.run(["umount", fields[1]], check=False)
+        stop(proc)
+        unmount_below(netns_dir)  # router namespaces netd had no time to remove
 
 
 def _container(cloud: Cloud, name: str, subnet: str) -> None:

@@ -9,7 +9,6 @@ from `POST /v1/s3/credentials`.
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ import pytest
 
 from tests.compute.conftest import DOCKER_IMAGE, Cloud
 from tests.harness.agents import AgentNode, wait_for
+from tests.harness.hostdaemons import start_storaged, stop, unmount_below
 from tests.harness.ports import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -39,29 +39,17 @@ class StorageHost:
 @pytest.fixture
 def storage_host(cloud: Cloud, tmp_path: Path) -> Iterator[StorageHost]:
     agent = cloud.add_agent("store1", driver="docker")
-    data_dir, pool = tmp_path / "storaged", tmp_path / "pool"
-    pool.mkdir()
-    port = free_port()
-    log = tmp_path / "storaged.log"
-    cmd = [sys.executable, "-m", "storaged.main", "run", "--data-dir", str(data_dir), "--s3", f"127.0.0.1:{port}",
-           "--backend", "file", "--pool", str(pool), "--identity-dir", str(agent.data_dir),
-           *[arg for node in cloud.cluster.nodes for arg in ("--controller", node.agent_api)]]
-    with log.open("ab") as out:
-        proc = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+    data_dir, port, log = tmp_path / "storaged", free_port(), tmp_path / "storaged.log"
+    proc = start_storaged(agent.data_dir, [n.agent_api for n in cloud.cluster.nodes], data_dir, tmp_path / "pool",
+                          port, log)
     try:
         yield StorageHost(agent, proc, f"http://127.0.0.1:{port}", data_dir, log)
     finally:
         for instance in cloud.api.call("GET", "/v1/instances?limit=100")["items"]:
             cloud.api.call("DELETE", f"/v1/instances/{instance['id']}")
         wait_for(lambda: not cloud.api.call("GET", "/v1/instances?limit=100")["items"], 60, what="instances gone")
-        proc.terminate()
-        proc.wait(15)
-        # what storaged mounted stays mounted across its restarts, by design: the test unmounts it (the loop
-        # devices of `mount -o loop` go with their mounts)
-        for line in Path("/proc/mounts").read_text().splitlines():
-            fields = line.split()
-            if len(fields) > 1 and fields[1].startswith(str(data_dir)):
-                subprocess.run(["umount", fields[1]], check=False)
+        stop(proc)
+        unmount_below(data_dir)  # the loop devices of `mount -o loop` go with their mounts
 
 
 def _status(cloud: Cloud, kind: str, name: str, status: str, timeout: float = 60) -> dict[str, Any]:
