@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
 
 RESOURCE_CLASSES = ("vcpu", "memory_mb", "disk_gb")
 HOST_STATES = ("up", "down", "fencing")
@@ -56,6 +57,14 @@ class HostView:
     def free(self, resource_class: str) -> int:
         """Capacity minus allocations, never negative (an allocation ratio may have been lowered)."""
         return max(0, self.capacity(resource_class) - self.used.get(resource_class, 0))
+
+
+@runtime_checkable
+class HostIndex(Protocol):
+    """A host sequence that can also look a host up by id: a pinned request (``required_host``) then costs one
+    look-up, not a pass over every host."""
+
+    def find(self, host_id: str) -> HostView | None: ...
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 
 from scheduler.claims import add
-from scheduler.filters import Filter, active_filters
-from scheduler.model import HostView, PlacementRequest, WeightSettings
+from scheduler.filters import Filter, active_filters, first_rejection
+from scheduler.model import HostIndex, HostView, PlacementRequest, WeightSettings
 from scheduler.weighers import WEIGHERS, normalize, weigh
 
 _DEFAULT_SETTINGS = WeightSettings()
@@ -46,6 +46,8 @@ def select_host(hosts: Sequence[HostView], request: PlacementRequest,
     if rng is None:
         rng = _RNG
     limit = settings.candidate_limit
+    if request.required_host is not None:
+        return _select_pinned(hosts, request, request.required_host)
     pool = hosts
     if request.group_policy == "affinity" and request.group_hosts:
         # Only the group's hosts can pass: look at those alone instead of walking every host to find them.
@@ -63,6 +65,26 @@ def select_host(hosts: Sequence[HostView], request: PlacementRequest,
     return best[0] if len(best) == 1 else rng.choice(best)
 
 
+def _select_pinned(hosts: Sequence[HostView], request: PlacementRequest, host_id: str) -> HostView:
+    """The one host a pinned request may take (its volumes' host), checked by every filter: the other hosts are
+    not looked at. The refusal names that host's failed filter ("no valid host among 1: memory 1"), or
+    ``volume_host`` for every host when the pinned host is not among ``hosts``."""
+    host = find_host(hosts, host_id)
+    if host is None:
+        raise NoValidHost({"volume_host": len(hosts)} if hosts else {}, len(hosts))
+    key = first_rejection(host, request, active_filters(request))
+    if key is not None:
+        raise NoValidHost({key: 1}, 1)
+    return host
+
+
+def find_host(hosts: Sequence[HostView], host_id: str) -> HostView | None:
+    """The view of ``host_id``: looked up when ``hosts`` is a :class:`HostIndex`, else found by a pass over ids."""
+    if isinstance(hosts, HostIndex):
+        return hosts.find(host_id)
+    return next((h for h in hosts if h.id == host_id), None)
+
+
 def select_many(hosts: Sequence[HostView], request: PlacementRequest, count: int,
                 settings: WeightSettings = _DEFAULT_SETTINGS, rng: random.Random | None = None) -> list[HostView]:
     """``count`` placements of the same request, each counting the claims of the ones before; the hosts chosen, in
@@ -74,8 +96,9 @@ def select_many(hosts: Sequence[HostView], request: PlacementRequest, count: int
     filling it), and the oldest candidate makes room for one fresh host from the walk, so the batch spreads over
     the fleet like separate placements would (those that leave the window are looked at again once the walk
     has visited every host). A placement thus costs one weighing of the window and a look at one or two hosts,
-    not a scan of several. Without a candidate limit, or for a server-group policy (whose members must see each
-    other's choices), it is exactly the loop of :func:`select_host` calls.
+    not a scan of several. Without a candidate limit, for a server-group policy (whose members must see each
+    other's choices) or for a pinned request (one look-up each), it is exactly the loop of :func:`select_host`
+    calls.
 
     Raises NoValidHost (``placed``: how many were placed before) when one of them finds no host.
     """
@@ -85,7 +108,7 @@ def select_many(hosts: Sequence[HostView], request: PlacementRequest, count: int
     claimed: dict[str, HostView] = {}  # host id -> its view with this call's claims
     view = _Claimed(hosts, claimed)
     chosen: list[HostView] = []
-    if limit is None or request.group_policy is not None:
+    if limit is None or request.group_policy is not None or request.required_host is not None:
         for placed in range(count):
             req = request
             if request.group_policy is not None:
@@ -169,6 +192,10 @@ class _Claimed(Sequence[HostView]):
     def __iter__(self) -> Iterator[HostView]:
         for i in range(len(self._hosts)):
             yield self[i]
+
+    def find(self, host_id: str) -> HostView | None:
+        host = self._claimed.get(host_id)
+        return host if host is not None else find_host(self._hosts, host_id)
 
 
 def _claim(claimed: dict[str, HostView], host: HostView, request: PlacementRequest) -> HostView:

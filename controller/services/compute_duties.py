@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Callable
 
 from controller.services import placement
 from controller.services.context import SYSTEM, RequestContext
@@ -21,8 +22,9 @@ LIVE_STATES = frozenset({"up", "fencing"})
 
 
 class ComputeDuties:
-    def __init__(self, rt: Runtime) -> None:
+    def __init__(self, rt: Runtime, clock: Callable[[], float] = time.monotonic) -> None:
         self._rt = rt
+        self._clock = clock  # for the pending retry delay
         self._leading_since_term: object = None
         self._pending_tried: dict[str, float] = {}
 
@@ -97,12 +99,17 @@ class ComputeDuties:
         return f"moved {name} off a draining host"
 
     async def _place_pending(self) -> str | None:
+        """Tries to place each waiting instance (at most every RETRY_PENDING_SECONDS). Reads the index of
+        unplaced instances, not every instance; forgets the retry times of those no longer waiting."""
         rt = self._rt
-        now = time.monotonic()
+        now = self._clock()
         with rt.view() as data:
-            pending = [i for i in data.instances.values()
-                       if i["status"] == "pending" and i["desired"] == "running" and i.get("host_id") is None
-                       and now - self._pending_tried.get(i["id"], 0.0) > RETRY_PENDING_SECONDS]
+            waiting = [i for i in map(data.instances.get, data.unplaced_instances)
+                       if i is not None and i["status"] == "pending" and i["desired"] == "running"
+                       and i.get("host_id") is None]
+            tried = self._pending_tried
+            self._pending_tried = {i["id"]: tried[i["id"]] for i in waiting if i["id"] in tried}
+            pending = [i for i in waiting if now - tried.get(i["id"], 0.0) > RETRY_PENDING_SECONDS]
             plans = [(i, placement.try_choose(data, i, views=rt.host_views)) for i in pending]
         for instance, target in plans:
             self._pending_tried[instance["id"]] = now

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, overload
 
 from controller.services.errors import ServiceError
@@ -79,16 +79,18 @@ class HostViews:
         """All hosts, as views built on first access."""
         if len(self._entries) > 2 * len(data.hosts) + 1000:  # forget deleted hosts now and then
             self._entries = {k: v for k, v in self._entries.items() if k in data.hosts}
-        return LazyViews(list(data.hosts.values()), self, planned)
+        return LazyViews(list(data.hosts.values()), self, planned, data.hosts)
 
 
 class LazyViews(Sequence[HostView]):
     """A sequence of host views that builds (or takes from the cache) only the views it is asked for."""
 
-    def __init__(self, hosts: list[dict[str, Any]], cache: HostViews, planned: Planned | None) -> None:
+    def __init__(self, hosts: list[dict[str, Any]], cache: HostViews, planned: Planned | None,
+                 by_id: Mapping[str, dict[str, Any]] | None = None) -> None:
         self._hosts = hosts
         self._cache = cache
         self._planned = planned  # may grow while this sequence is used (choose_many)
+        self._by_id = by_id if by_id is not None else {h["id"]: h for h in hosts}
 
     def __len__(self) -> int:
         return len(self._hosts)
@@ -102,7 +104,14 @@ class LazyViews(Sequence[HostView]):
     def __getitem__(self, index: int | slice) -> HostView | Sequence[HostView]:
         if isinstance(index, slice):
             return [self[i] for i in range(*index.indices(len(self._hosts)))]
-        host = self._hosts[index]
+        return self._view(self._hosts[index])
+
+    def find(self, host_id: str) -> HostView | None:
+        """One host by id (a pinned placement looks at that host alone: scheduler.model.HostIndex)."""
+        host = self._by_id.get(host_id)
+        return None if host is None else self._view(host)
+
+    def _view(self, host: dict[str, Any]) -> HostView:
         view = self._cache.view(host)
         if self._planned:
             return _with_planned(view, self._planned.get(host["id"]))

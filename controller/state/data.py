@@ -31,6 +31,9 @@ class StateData:
     instances: dict[str, dict[str, Any]] = field(default_factory=dict)
     # host id -> ids of the instances placed on it: an index kept by placements.claim/release
     host_instances: dict[str, list[str]] = field(default_factory=dict)
+    # ids of the instances placed on no host (pending, or stopped/error after their host was lost), an ordered
+    # set kept by placements.claim/release and instances.purge, so the pending duty does not scan every instance
+    unplaced_instances: dict[str, None] = field(default_factory=dict)
     # tenant id -> instance name -> instance id
     instance_names: dict[str, dict[str, str]] = field(default_factory=dict)
     # tenant id -> group name -> group
@@ -86,6 +89,8 @@ class StateData:
             for instance_id, instance in data.instances.items():
                 if instance.get("host_id"):
                     data.host_instances.setdefault(instance["host_id"], []).append(instance_id)
+        if "unplaced_instances" not in raw:  # written before the index existed
+            data.unplaced_instances = {i: None for i, instance in data.instances.items() if not instance.get("host_id")}
         return data
 
     def is_empty(self) -> bool:

@@ -251,6 +251,7 @@ def report(data: StateData, args: dict[str, Any], ctx: CommandContext) -> dict[s
 
 def purge(data: StateData, instance: dict[str, Any]) -> None:
     release(data, instance)
+    data.unplaced_instances.pop(instance["id"], None)
     ports.detach(data, instance)
     attachments.release_all(data, instance["id"], instance["updated_at"])
     tenant_id = instance["tenant_id"]

@@ -82,6 +82,7 @@ def claim(data: StateData, host_id: str, instance: dict[str, Any]) -> None:
     host["desired_rev"] = data.revision
     instance["host_id"] = host_id
     data.host_instances.setdefault(host_id, []).append(instance["id"])
+    data.unplaced_instances.pop(instance["id"], None)
     netindex.placed(data, instance)
 
 
@@ -99,6 +100,7 @@ def release(data: StateData, instance: dict[str, Any]) -> None:
         if not on_host:
             del data.host_instances[instance["host_id"]]
     instance["host_id"] = None
+    data.unplaced_instances[instance["id"]] = None
 
 
 def instances_on(data: StateData, host_id: str) -> list[dict[str, Any]]:

@@ -1,5 +1,5 @@
-"""Scheduler throughput: select_host (and select_many, batches of 100) placements/s and latency at 1,000 and
-10,000 random hosts.
+"""Scheduler throughput: select_host (and select_many, batches of 100; and pinned requests) placements/s and
+latency at 1,000 and 10,000 random hosts.
 
 Each placement is claimed on the chosen host with ``claims.add`` (as the Raft apply step would), so the
 cluster slowly fills. ``python -m tests.bench.scheduler_bench [--quick]`` prints one JSON line per figure.
@@ -7,6 +7,7 @@ cluster slowly fills. ``python -m tests.bench.scheduler_bench [--quick]`` prints
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import sys
@@ -103,6 +104,49 @@ def measure_batches(n_hosts: int, batch: int, seconds: float) -> dict[str, objec
             "p99_batch_ms": round(percentile(latencies, 99) * 1000, 3)}
 
 
+class IndexedHosts(list[HostView]):
+    """Hosts that can be looked up by id (scheduler.model.HostIndex), as the controller's host views can."""
+
+    def __init__(self, hosts: list[HostView]) -> None:
+        super().__init__(hosts)
+        self._by_id = {h.id: h for h in hosts}
+
+    def find(self, host_id: str) -> HostView | None:
+        return self._by_id.get(host_id)
+
+
+def measure_pinned(n_hosts: int, seconds: float, indexed: bool) -> dict[str, object]:
+    """select_host for instances pinned to one host (``required_host``: where their volumes are). Before the
+    pinned shortcut every host went through the filters (10,000 hosts: ~210 placements/s, p50 4.6 ms); now only
+    the pinned host does, found by a pass over the ids of a plain list (~8,900/s, p50 0.11 ms) or by one look-up
+    in a HostIndex, as in the controller (~117,000/s, p50 0.008 ms)."""
+    rng = random.Random(n_hosts * 13)
+    hosts: list[HostView] = make_hosts(n_hosts, rng)
+    if indexed:
+        hosts = IndexedHosts(hosts)
+    settings = WeightSettings(candidate_limit=8)
+    req = PlacementRequest(resources={"vcpu": 1, "memory_mb": 512, "disk_gb": 1}, kind="container")
+    pinned = [dataclasses.replace(req, required_host=hosts[rng.randrange(n_hosts)].id) for _ in range(1000)]
+    latencies: list[float] = []
+    refused = 0
+    clock = time.perf_counter
+    start = clock()
+    i = 0
+    while clock() - start < seconds:
+        t0 = clock()
+        try:
+            select_host(hosts, pinned[i % len(pinned)], settings, rng)
+        except NoValidHost:
+            refused += 1  # a pinned host that is down, disabled, draining or cannot run containers
+        latencies.append(clock() - t0)
+        i += 1
+    elapsed = clock() - start
+    latencies.sort()
+    return {"bench": "scheduler.select_pinned", "hosts": n_hosts, "indexed": indexed, "placements": i,
+            "refused": refused, "placements_per_s": round(i / elapsed, 1),
+            "p50_ms": round(percentile(latencies, 50) * 1000, 4), "p99_ms": round(percentile(latencies, 99) * 1000, 4)}
+
+
 def run(quick: bool) -> list[dict[str, object]]:
     """Figures for 1,000 and 10,000 hosts, with candidate_limit=8 and with None (weigh every feasible host)."""
     seconds = 0.4 if quick else 2.5
@@ -112,6 +156,7 @@ def run(quick: bool) -> list[dict[str, object]]:
             # Bounded so the cluster does not fill up (which would turn every call into a full pass).
             out.append(measure(n, limit, seconds, max_placements=20_000 if limit else 2_000))
         out.append(measure_batches(n, 100, seconds))
+        out.extend(measure_pinned(n, seconds, indexed) for indexed in (False, True))
     return out
 
 

@@ -34,4 +34,5 @@ def test_select_places_on_the_volume_host_and_explains_a_refusal() -> None:
     full = [host(f"h{i}", memory_mb=128 if i == 7 else 8192) for i in range(20)]
     with pytest.raises(NoValidHost) as err:
         select_host(full, request(required_host="h7"), settings, random.Random(1))
-    assert err.value.counts == {"volume_host": 19, "memory": 1}
+    assert (err.value.counts, err.value.total) == ({"memory": 1}, 1)  # only the pinned host was looked at
+    assert str(err.value) == "no valid host among 1: memory 1"
