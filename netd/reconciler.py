@@ -96,6 +96,7 @@ class Reconciler:
         vpcs = {v.vpc_id: v for v in doc.vpcs}
         ports = [p for p in doc.ports if p.vpc_id in vpcs]
         self.plane.begin_pass(full)
+        self.backend.begin_pass(full)
         attempt("host", self.plane.prepare_host)
         attempt("firewall", lambda: self.plane.ensure_firewall(doc, self.backend.firewall_bridge))
         devices = self._remove_stale_ports(ports, step)

@@ -61,5 +61,9 @@ class NetworkBackend(ABC):
         hybrid bridge (``port_names(port_id).hybrid_bridge``), since OVS's userspace datapath bypasses
         netfilter."""
 
+    def begin_pass(self, full: bool) -> None:  # noqa: B027 - optional: most backends keep nothing between calls
+        """Called by the reconciler before each pass (after ``Plane.begin_pass``); ``full=False``: what this
+        process applied itself may be trusted without reading it back."""
+
     def close(self) -> None:  # noqa: B027 - optional: most backends hold nothing
         """Releases connections (ovsdb). Devices stay."""

@@ -10,6 +10,11 @@ netfilter hooks see them; a router leg is plugged straight into the OVS bridge.
 OVSDB is spoken through ovsdbapp (``ovs_db``); the backend keeps what it needs to rebuild its flows in the
 bridge's ``external_ids`` (VNI, MTU, remote MACs), so a restarted netd adopts what it finds.
 
+Cost per pass (a new port should carry traffic within ~200 ms of its document): inside a reconciler pass
+(``begin_pass``) one ovsdb snapshot is read and reused until this backend writes; writes to ``external_ids``
+only do not wait for ovs-vswitchd; and in a pass with ``full=False`` flows are changed by difference, without
+reading them back (``ovs_flows.FlowSync``). Outside a pass (direct calls) every call reads afresh and verifies.
+
 Userspace datapath and the underlay: with ``netdev``, OVS sends VXLAN packets itself, through its own route
 table (filled from the kernel's) and only out of an OVS bridge: the route to the remote VTEPs must point at
 an OVS bridge's internal port that carries the local VTEP address, with the underlay NIC a port of that bridge
@@ -23,13 +28,13 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from netd.backends import ovs_hybrid as hybrid
 from netd.backends.base import BackendError, NetworkBackend
 from netd.backends.ovs_db import Bridge, Ovsdb, Snapshot
-from netd.backends.ovs_flows import sync_flows, wanted_flows
+from netd.backends.ovs_flows import FlowSync, wanted_flows
 from shared.netmodel import MAX_VNI, Port, Vpc, port_names, vpc_names
 
 log = logging.getLogger("thecloud.netd.ovs")
@@ -44,7 +49,6 @@ FDB_KEY = "thecloud-fdb"
 FLOWS_KEY = "thecloud-flows"
 PORT_KEY = "thecloud-port-id"
 
-Op = Callable[[Any, Any], None]
 
 
 def tunnel_name(vni: int, remote_vtep: str) -> str:
@@ -52,13 +56,25 @@ def tunnel_name(vni: int, remote_vtep: str) -> str:
     return f"{vpc_names(vni).vxlan}-{hashlib.sha256(remote_vtep.encode()).hexdigest()[:6]}"
 
 
+@dataclass(frozen=True)
+class Op:
+    """One ovsdbapp command (``api.<method>(*args, **kwargs)``) for a transaction."""
+
+    method: str
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def add_to(self, api: Any, txn: Any) -> None:
+        txn.add(getattr(api, self.method)(*self.args, **self.kwargs))
+
+    @property
+    def for_vswitchd(self) -> bool:
+        """False for a write of ``external_ids`` only, which ovs-vswitchd ignores (no need to wait for it)."""
+        return not (self.method == "db_set" and all(column == "external_ids" for column, _ in self.args[2:]))
+
+
 def _cmd(method: str, *args: Any, **kwargs: Any) -> Op:
-    """An op adding one ovsdbapp command (``api.<method>(*args, **kwargs)``) to the transaction."""
-
-    def op(api: Any, txn: Any) -> None:
-        txn.add(getattr(api, method)(*args, **kwargs))
-
-    return op
+    return Op(method, args, kwargs)
 
 
 def _rundir_of(endpoint: str) -> str:
@@ -81,6 +97,13 @@ class OvsBackend(NetworkBackend):
         self.rundir = rundir or _rundir_of(ovsdb)
         self.netns_dir = netns_dir
         self.db = Ovsdb(ovsdb, timeout)
+        self.flows = FlowSync()
+        self._in_pass = False  # snapshots are reused only inside a reconciler pass
+        self._snap: Snapshot | None = None
+        self._verify = True
+
+    def begin_pass(self, full: bool) -> None:
+        self._in_pass, self._snap, self._verify = True, None, full
 
     # -- helpers -------------------------------------------------------------------------------------------
 
@@ -90,16 +113,29 @@ class OvsBackend(NetworkBackend):
             raise BackendError(f"vpc bridge {vpc_names(vni).bridge} does not exist (vni {vni})")
         return bridge
 
+    def _snapshot(self) -> Snapshot:
+        """The pass's snapshot (read again after each write of this backend)."""
+        if self._snap is not None:
+            return self._snap
+        snap = self.db.snapshot()
+        if self._in_pass:
+            self._snap = snap
+        return snap
+
     def _commit(self, ops: list[Op]) -> None:
         if ops:
             def build(api: Any, txn: Any) -> None:
                 for op in ops:
-                    op(api, txn)
+                    op.add_to(api, txn)
 
-            self.db.commit(build)
+            self._snap = None
+            self.db.commit(build, wait_vswitchd=any(op.for_vswitchd for op in ops))
+
+    def _target(self, bridge_name: str) -> str:
+        return f"unix:{self.rundir}/{bridge_name}.mgmt"
 
     def _sync_flows(self, bridge_name: str) -> list[str]:
-        snap = self.db.snapshot()
+        snap = self._snapshot()
         bridge = snap.bridges.get(bridge_name)
         if bridge is None:
             return []
@@ -108,15 +144,14 @@ class OvsBackend(NetworkBackend):
         locals_ = [int(i.ofport) for i in ifaces if i.type not in ("vxlan", "internal") and i.ofport]
         fdb = json.loads(bridge.external_ids.get(FDB_KEY) or "{}")
         flows = wanted_flows(tunnels, locals_, fdb)
-        record = sync_flows(f"unix:{self.rundir}/{bridge_name}.mgmt", flows, bridge.external_ids.get(FLOWS_KEY))
-        if record is None:
-            return []
-        self._commit([_cmd("db_set", "Bridge", bridge_name, ("external_ids", {FLOWS_KEY: record}))])
-        return [f"installed {len(flows)} flows on {bridge_name}"]
+        done = self.flows.sync(self._target(bridge_name), flows, bridge.external_ids.get(FLOWS_KEY), self._verify)
+        if done.record is not None:
+            self._commit([_cmd("db_set", "Bridge", bridge_name, ("external_ids", {FLOWS_KEY: done.record}))])
+        return [f"installed {len(flows)} flows on {bridge_name}"] if done.changed else []
 
     def _check_ports(self, bridge_name: str, names: set[str]) -> None:
         """ovsdbapp only logs ports ovs-vswitchd could not open: turn that into an error to retry."""
-        snap = self.db.snapshot()
+        snap = self._snapshot()
         broken = [f"{i.name}: {i.error or 'no ofport'}" for i in snap.ifaces.values()
                   if i.name in names and i.bridge == bridge_name and (i.error or not i.ofport or i.ofport < 0)]
         if broken:
@@ -126,7 +161,7 @@ class OvsBackend(NetworkBackend):
 
     def ensure_vpc(self, vpc: Vpc, local_vtep: str) -> list[str]:
         name = vpc_names(vpc.vni).bridge
-        snap = self.db.snapshot()
+        snap = self._snapshot()
         ops: list[Op] = []
         changes = self._bridge_ops(snap.bridges.get(name), vpc, ops)
         added = self._tunnel_ops(snap, vpc, local_vtep, ops, changes)
@@ -141,6 +176,7 @@ class OvsBackend(NetworkBackend):
         fdb = json.dumps({p.mac.lower(): p.vtep for p in vpc.remote_ports}, sort_keys=True)
         ids = {VNI_KEY: str(vpc.vni), MTU_KEY: str(vpc.mtu), FDB_KEY: fdb}
         if bridge is None:
+            self.flows.forget(self._target(name))
             ops.append(_cmd("add_br", name, datapath_type=self.datapath))
             ops.append(_cmd("db_set", "Bridge", name, ("fail_mode", "secure"), ("external_ids", ids)))
             ops.append(_cmd("db_set", "Interface", name, ("mtu_request", vpc.mtu)))
@@ -188,7 +224,7 @@ class OvsBackend(NetworkBackend):
 
     def _remove_orphans(self, bridge_name: str) -> list[str]:
         """Hybrid plugs on this bridge whose instance device is gone (netd removed a stale port device)."""
-        snap = self.db.snapshot()
+        snap = self._snapshot()
         members = hybrid.hybrid_members()
         changes: list[str] = []
         for iface in snap.ifaces.values():
@@ -202,7 +238,7 @@ class OvsBackend(NetworkBackend):
 
     def remove_vpc(self, vni: int) -> list[str]:
         name = vpc_names(vni).bridge
-        snap = self.db.snapshot()
+        snap = self._snapshot()
         changes: list[str] = []
         for iface in snap.ifaces.values():
             port_id = iface.external_ids.get(PORT_KEY)
@@ -210,12 +246,13 @@ class OvsBackend(NetworkBackend):
                 changes += hybrid.remove_hybrid(port_names(port_id))
         if name in snap.bridges:
             self._commit([_cmd("del_br", name)])
+            self.flows.forget(self._target(name))
             changes.append(f"deleted ovs bridge {name}")
         return changes
 
     def present_vpcs(self) -> set[int]:
         found: set[int] = set()
-        for name in self.db.snapshot().bridges:
+        for name in self._snapshot().bridges:
             if name.startswith(BRIDGE_PREFIX):
                 try:
                     vni = int(name[len(BRIDGE_PREFIX):], 16)
@@ -243,7 +280,8 @@ class OvsBackend(NetworkBackend):
 
     def plug(self, vni: int, device: str) -> list[str]:
         names = vpc_names(vni)
-        snap = self.db.snapshot()
+        self._snap = None  # the router (and its leg) may have been rebuilt since the pass's snapshot was read
+        snap = self._snapshot()
         bridge = self._bridge(snap, vni).name
         changes = hybrid.ensure_up(device)
         if device == names.router_leg:
@@ -263,7 +301,7 @@ class OvsBackend(NetworkBackend):
     def plug_port(self, port: Port, vni: int) -> list[str]:
         names = port_names(port.port_id)
         device = names.tap if port.kind == "tap" else names.veth
-        snap = self.db.snapshot()
+        snap = self._snapshot()
         bridge = self._bridge(snap, vni)
         mtu = int(bridge.external_ids.get(MTU_KEY) or DEFAULT_MTU)
         recreated = not hybrid.link_exists(names.hybrid_uplink_peer)
@@ -284,7 +322,7 @@ class OvsBackend(NetworkBackend):
 
     def unplug_port(self, port_id: str, sync: bool = True) -> list[str]:
         names = port_names(port_id)
-        snap = self.db.snapshot()
+        snap = self._snapshot()
         iface = snap.ifaces.get(names.hybrid_uplink_peer)
         changes: list[str] = []
         if iface is not None and iface.bridge:

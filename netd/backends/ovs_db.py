@@ -112,11 +112,19 @@ class Ovsdb:
                 bridge=bridge_of.get(port) if port else None)
         return Snapshot(bridges=result_bridges, ifaces=result_ifaces)
 
-    def commit(self, build: Callable[[Any, Any], None]) -> None:
-        """Runs ``build(api, txn)`` (which adds commands to ``txn``) as one transaction."""
+    def commit(self, build: Callable[[Any, Any], None], wait_vswitchd: bool = True) -> None:
+        """Runs ``build(api, txn)`` (which adds commands to ``txn``) as one transaction. ``wait_vswitchd=False``
+        for writes ovs-vswitchd does not act on (``external_ids``): ovsdbapp's usual transaction also waits
+        for ovs-vswitchd to reconfigure, tens of milliseconds that such a write does not need."""
         api = self.api()
         try:
-            with api.transaction(check_error=True) as txn:
+            if wait_vswitchd:
+                txn_cm = api.transaction(check_error=True)
+            else:
+                from ovsdbapp.backend.ovs_idl.transaction import Transaction
+
+                txn_cm = Transaction(api, self._conn, check_error=True)
+            with txn_cm as txn:
                 build(api, txn)
         except BackendError:
             raise

@@ -11,9 +11,12 @@ mode with these flows (cookie ``OWN_COOKIE``), like Neutron's br-tun:
   from the controller's document); a miss floods: from a local port to every other local port and every
   tunnel, from a tunnel to the local ports only (split horizon).
 
-Flows are not persistent in OVS (a restarted ovs-vswitchd starts empty), so each sync compares the installed
-flows of our cookie with the wanted set and replaces them atomically (``--bundle``) when they differ.
-There are no OpenFlow bindings in the ``ovs`` package (ovsdbapp speaks OVSDB only), hence ``ovs-ofctl``.
+Flows are not persistent in OVS (a restarted ovs-vswitchd starts empty), so a verifying sync compares the
+installed flows of our cookie with the wanted set and replaces them atomically (``--bundle``) when they differ.
+Between verifying syncs (netd's passes for a new document, see ``Plane.begin_pass``) ``FlowSync`` trusts what
+this process installed: no readback, and a change is only the difference (deleted and added flows, one bundle),
+so plugging a port costs one ``ovs-ofctl`` run. There are no OpenFlow bindings in the ``ovs`` package
+(ovsdbapp speaks OVSDB only), hence ``ovs-ofctl``.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import re
 import subprocess
+from dataclasses import dataclass
 
 from netd.backends.base import BackendError
 
@@ -68,21 +72,87 @@ def _ofctl(command: str, target: str, *args: str, options: tuple[str, ...] = (),
 _VOLATILE = re.compile(r"\b(duration|n_packets|n_bytes|idle_age|hard_age)=[^,\s]+,?\s*")
 
 
-def installed_digest(target: str) -> str:
-    """A digest of the flows of our cookie now in the switch (counters and ages left out)."""
+def _installed_lines(target: str) -> list[str]:
+    """The flows of our cookie now in the switch (counters and ages left out), sorted."""
     dump = _ofctl("dump-flows", target, f"cookie={OWN_COOKIE:#x}/-1")
-    lines = sorted(_VOLATILE.sub("", line).strip() for line in dump.splitlines()
-                   if line.strip().startswith("cookie="))
+    return sorted(_VOLATILE.sub("", line).strip() for line in dump.splitlines()
+                  if line.strip().startswith("cookie="))
+
+
+def _digest(lines: list[str]) -> str:
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
 
-def sync_flows(target: str, flows: list[str], recorded: str | None) -> str | None:
-    """Makes the switch hold exactly ``flows`` (of our cookie); ``recorded`` is "<wanted>:<installed>" digests
-    from the last sync. Returns the new record when it replaced the flows, None when they were right."""
-    wanted = hashlib.sha256("\n".join(flows).encode()).hexdigest()
-    installed = installed_digest(target)
-    if recorded == f"{wanted}:{installed}":
-        return None
-    batch = [f"delete cookie={OWN_COOKIE:#x}/-1"] + [f"add {flow}" for flow in flows]
-    _ofctl("add-flows", target, "-", options=("--bundle",), stdin="\n".join(batch) + "\n")
-    return f"{wanted}:{installed_digest(target)}"
+def installed_digest(target: str) -> str:
+    """A digest of the flows of our cookie now in the switch."""
+    return _digest(_installed_lines(target))
+
+
+def _match(flow: str) -> str:
+    """A flow's table, priority and match without its cookie or actions (what ``delete_strict`` needs)."""
+    fields = flow.split(",actions=", 1)[0]
+    return fields.split(",", 1)[1] if fields.startswith("cookie=") else fields
+
+
+def diff_batch(old: list[str], new: list[str]) -> list[str]:
+    """``ovs-ofctl add-flows`` lines turning ``old`` into ``new``: strict deletes of the flows whose match is
+    gone, then adds of the new or changed flows (an add replaces the flow with the same match)."""
+    kept = {_match(flow) for flow in new}
+    present = set(old)
+    deletes = sorted({f"delete_strict cookie={OWN_COOKIE:#x}/-1,{_match(flow)}" for flow in old
+                      if _match(flow) not in kept})
+    return deletes + [f"add {flow}" for flow in new if flow not in present]
+
+
+@dataclass
+class _Installed:
+    flows: list[str]
+    verified: bool  # read back from the switch since they were installed
+
+
+@dataclass
+class SyncResult:
+    changed: bool  # flows were installed
+    record: str | None  # the bridge's new "<wanted>:<installed>" record to store, None: keep the stored one
+
+
+class FlowSync:
+    """Keeps the switch's flows of our cookie equal to the wanted ones, per OpenFlow target (bridge socket)."""
+
+    def __init__(self) -> None:
+        self._installed: dict[str, _Installed] = {}
+
+    def forget(self, target: str) -> None:
+        """The bridge was deleted or created: nothing is known to be installed on it."""
+        self._installed.pop(target, None)
+
+    def sync(self, target: str, flows: list[str], recorded: str | None, verify: bool) -> SyncResult:
+        """``recorded``: "<wanted>:<installed>" digests the bridge carries from the last sync ("<wanted>:" after
+        a trusting one); ``verify=False``: trust the flows this process installed on ``target`` (no readback)."""
+        known = self._installed.get(target)
+        if not verify and known is not None:
+            if known.flows == flows:
+                return SyncResult(False, None)
+            self._apply(target, diff_batch(known.flows, flows))
+            self._installed[target] = _Installed(list(flows), verified=False)
+            return SyncResult(True, f"{_digest(flows)}:")  # how the switch renders them: read at the next verify
+        wanted = _digest(flows)
+        lines = _installed_lines(target)
+        record = f"{wanted}:{_digest(lines)}"
+        if recorded == record:
+            self._installed[target] = _Installed(list(flows), verified=True)
+            return SyncResult(False, None)
+        trusted = recorded == f"{wanted}:" or (known is not None and not known.verified and known.flows == flows)
+        if trusted and len(lines) == len(flows):
+            # installed by a trusting sync (of this process or, per the record, of the one before a restart):
+            # adopt the switch's rendering of them
+            self._installed[target] = _Installed(list(flows), verified=True)
+            return SyncResult(False, record)
+        self._apply(target, [f"delete cookie={OWN_COOKIE:#x}/-1"] + [f"add {flow}" for flow in flows])
+        self._installed[target] = _Installed(list(flows), verified=True)
+        return SyncResult(True, f"{wanted}:{installed_digest(target)}")
+
+    @staticmethod
+    def _apply(target: str, batch: list[str]) -> None:
+        if batch:
+            _ofctl("add-flows", target, "-", options=("--bundle",), stdin="\n".join(batch) + "\n")
