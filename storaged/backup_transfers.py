@@ -20,6 +20,7 @@ from typing import Any
 import aiohttp
 
 from storaged.backends.base import VolumeBackend
+from storaged.backends.images import FORMATS, RAW
 from storaged.s3.client import PART_SIZE, S3Client, S3Target, Transferred
 
 log = logging.getLogger("thecloud.storaged.backups")
@@ -39,6 +40,7 @@ class TransferSource:
     size_bytes: int | None = None
     sha256: str | None = None
     snapshot_id: str | None = None
+    format: str = RAW  # of the image in the bucket (images.py); old backups without one are raw
 
     def target(self) -> S3Target:
         if not self.endpoint or not self.access_key_id or not self.secret_access_key:
@@ -55,11 +57,15 @@ def parse_source(item: Any) -> TransferSource:
     if not isinstance(item, dict):
         raise TypeError("a backup source must be a map")
     size = item.get("size_bytes")
+    image_format = str(item.get("format") or RAW)
+    if image_format not in FORMATS:
+        raise ValueError(f"backup {item.get('backup_id')!r}: unknown image format {image_format!r}")
     return TransferSource(backup_id=str(item["backup_id"]), bucket=str(item["bucket"]), key=str(item["key"]),
                           endpoint=item.get("endpoint") or None, access_key_id=item.get("access_key_id") or None,
                           secret_access_key=item.get("secret_access_key") or None,
                           size_bytes=int(size) if size is not None else None, sha256=item.get("sha256") or None,
-                          snapshot_id=str(item["snapshot_id"]) if item.get("snapshot_id") else None)
+                          snapshot_id=str(item["snapshot_id"]) if item.get("snapshot_id") else None,
+                          format=image_format)
 
 
 @dataclass
@@ -71,6 +77,7 @@ class _Job:
     bytes_done: int = 0
     result: Transferred | None = None
     ended_at: float = 0.0
+    format: str = RAW
 
 
 class BackupTransfers:
@@ -125,7 +132,9 @@ class BackupTransfers:
         if not source.snapshot_id:
             raise TransferError(f"backup {source.backup_id}: no snapshot to export")
         client = self._client(source)
-        image = await asyncio.to_thread(self.backend.export_snapshot, source.snapshot_id)
+        await asyncio.to_thread(self.scratch_dir.mkdir, parents=True, exist_ok=True)
+        image = await asyncio.to_thread(self.backend.export_snapshot, source.snapshot_id, self.scratch_dir)
+        job.format = image.format
         try:
             return await client.upload_file(image.path, lambda n: setattr(job, "bytes_done", n))
         finally:
@@ -157,7 +166,7 @@ class BackupTransfers:
 
             def fill() -> None:
                 with open(image, "rb") as reader:
-                    self.backend.create_from_image(volume_id, size_gb, kind, reader)
+                    self.backend.create_from_image(volume_id, size_gb, kind, reader, source.format)
 
             await asyncio.to_thread(fill)
             return got
@@ -176,7 +185,7 @@ class BackupTransfers:
                     row.update(state="error", error=job.error)
                 elif job.state == "done" and job.result is not None:
                     row.update(state="available", size_bytes=job.result.size, sha256=job.result.sha256,
-                               etag=job.result.etag, bytes_done=job.result.size)
+                               etag=job.result.etag, bytes_done=job.result.size, format=job.format)
             rows.append(row)
         return rows
 

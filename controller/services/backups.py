@@ -46,7 +46,8 @@ def transfer_source(data: StateData, secretbox: Any, backup: dict[str, Any]) -> 
     key = internal_key_of(data, backup["tenant_id"])
     out: dict[str, Any] = {"backup_id": backup["id"], "endpoint": endpoint_of(data, backup["bucket"]),
                            "bucket": backup["bucket"], "key": backup["key"], "size_bytes": backup["size_bytes"],
-                           "sha256": backup["sha256"], "access_key_id": None, "secret_access_key": None}
+                           "sha256": backup["sha256"], "format": backup.get("format") or "raw",
+                           "access_key_id": None, "secret_access_key": None}
     if key is not None and secretbox is not None:
         out["access_key_id"] = key["access_key_id"]
         out["secret_access_key"] = secretbox.decrypt(key["secret_ciphertext"], s3.aad(key["access_key_id"]))

@@ -16,6 +16,7 @@ from controller.state.errors import ApplyError, conflict, not_found
 from controller.state.registry import handles
 
 STATUSES = ("exporting", "available", "error")
+IMAGE_FORMATS = ("raw", "tar")  # block image / filesystem as a tar stream (older filesystem backups: raw ext4)
 
 
 def get_backup(data: StateData, backup_id: str) -> dict[str, Any]:
@@ -121,8 +122,9 @@ def apply_report(backup: dict[str, Any], item: dict[str, Any], now: float) -> bo
             size_bytes, sha256 = int(item["size_bytes"]), str(item["sha256"])
         except (KeyError, TypeError, ValueError):
             return False
+        image_format = item.get("format") if item.get("format") in IMAGE_FORMATS else backup.get("format", "raw")
         backup.update(status="available", error="", size_bytes=size_bytes, sha256=sha256,
-                      etag=str(item.get("etag") or ""), updated_at=now)
+                      etag=str(item.get("etag") or ""), format=image_format, updated_at=now)
         return True
     if state == "error":
         backup.update(status="error", error=str(item.get("error") or "the export failed"), updated_at=now)

@@ -59,12 +59,14 @@ class VolumeInfo:
 
 @dataclass(frozen=True)
 class ImageExport:
-    """A snapshot's raw image; ``temporary``: made for the export, the caller deletes it when done."""
+    """A snapshot's image (``format``: raw or tar, see images.py); ``temporary``: made for the export, the
+    caller deletes it when done."""
 
     path: Path
     size: int
     kind: str
     temporary: bool = False
+    format: str = "raw"
 
 
 @dataclass(frozen=True)
@@ -155,12 +157,14 @@ class VolumeBackend(ABC):
     def list_snapshots(self) -> list[SnapshotInfo]:
         """Every snapshot this backend owns."""
 
-    def export_snapshot(self, snapshot_id: str) -> ImageExport:
-        """The snapshot as a raw image file (a filesystem image for ``filesystem`` volumes), for a backup."""
+    def export_snapshot(self, snapshot_id: str, scratch_dir: Path | None = None) -> ImageExport:
+        """The snapshot as an image file for a backup, read from the read-only snapshot (never the live volume):
+        raw for block volumes, tar for filesystem volumes. Temporary files go to ``scratch_dir``."""
         raise BackendError(f"the {self.name} backend cannot export snapshot images yet")
 
-    def create_from_image(self, volume_id: str, size_gb: float, kind: str, reader: BinaryIO) -> VolumeInfo:
-        """A new volume holding the raw image ``reader`` yields (a backup), grown to ``size_gb``."""
+    def create_from_image(self, volume_id: str, size_gb: float, kind: str, reader: BinaryIO,
+                          image_format: str = "raw") -> VolumeInfo:
+        """A new volume holding the image ``reader`` yields (a backup of any backend), grown to ``size_gb``."""
         raise BackendError(f"the {self.name} backend cannot restore volume images yet")
 
     def get_volume(self, volume_id: str) -> VolumeInfo | None:

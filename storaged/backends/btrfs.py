@@ -19,14 +19,15 @@ import logging
 import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
-from storaged.backends import host
+from storaged.backends import host, images
 from storaged.backends.base import (
     SNAPSHOT_PREFIX,
     VOLUME_PREFIX,
     BackendError,
     Capacity,
+    ImageExport,
     InvalidRequest,
     NotFound,
     SnapshotInfo,
@@ -215,6 +216,66 @@ class BtrfsBackend(VolumeBackend):
         try:
             if kind == "block":
                 self._grow_file(tmp / DISK, size_gb)
+            self._write_meta(tmp, volume_id, kind, size_gb)
+            self._set_limit(tmp, kind, size_gb)
+            tmp.rename(self._vol_dir(volume_id))
+        except BaseException:
+            self._delete_subvolume(tmp)
+            raise
+        if kind == "filesystem":
+            self._mount(volume_id)
+        return self._info(volume_id, {"kind": kind, "size_gb": size_gb})
+
+    def export_snapshot(self, snapshot_id: str, scratch_dir: Path | None = None) -> ImageExport:
+        """Block: the raw file inside the read-only snapshot itself. Filesystem: its files as tar."""
+        check_id(snapshot_id, "snapshot id")
+        snap = self._snap_dir(snapshot_id)
+        meta = self._read_meta(snap)
+        if meta is None:
+            raise NotFound(f"snapshot {snapshot_id} not found")
+        if meta["kind"] == "block":
+            return ImageExport(snap / DISK, (snap / DISK).stat().st_size, "block")
+        scratch = Path(scratch_dir) if scratch_dir else self.pool
+        scratch.mkdir(parents=True, exist_ok=True)
+        out = scratch / f".tmp-export-{snapshot_id}.tar"
+        try:
+            images.pack_tree(snap / DATA, out)
+        except BaseException:
+            out.unlink(missing_ok=True)
+            raise
+        return ImageExport(out, out.stat().st_size, "filesystem", temporary=True, format=images.TAR)
+
+    def create_from_image(self, volume_id: str, size_gb: float, kind: str, reader: BinaryIO,
+                          image_format: str = images.RAW) -> VolumeInfo:
+        """Filled in a ``.tmp-`` subvolume, renamed into place once complete: block = the raw image as disk.raw;
+        filesystem = a tar extracted into data/, or an old raw ext4 image's files copied there."""
+        check_id(volume_id, "volume id")
+        check_kind(kind)
+        size_gb = check_size(size_gb)
+        images.check_format(image_format, kind)
+        existing = self._existing(volume_id, size_gb, kind)
+        if existing is not None:
+            return existing
+        self._prepare()
+        tmp = self.pool / "volumes" / f".tmp-{VOLUME_PREFIX}{volume_id}"
+        if tmp.exists():
+            self._delete_subvolume(tmp)
+        host.run(["btrfs", "subvolume", "create", str(tmp)])
+        try:
+            if kind == "block":
+                size = images.write_sparse(reader, tmp / DISK)
+                if size > gb_to_bytes(size_gb):
+                    raise InvalidRequest(f"the image is {bytes_to_gb(size):g} GB, more than the volume's "
+                                         f"{size_gb:g} GB")
+                self._grow_file(tmp / DISK, size_gb)
+            else:
+                (tmp / DATA).mkdir()
+                if image_format == images.TAR:
+                    self._set_limit(tmp, kind, size_gb)
+                    images.unpack_tree(reader, tmp / DATA)
+                else:
+                    images.legacy_image_into(reader, tmp / ".image.ext4", self.mounts_dir / f".tmp-{volume_id}",
+                                             tmp / DATA)
             self._write_meta(tmp, volume_id, kind, size_gb)
             self._set_limit(tmp, kind, size_gb)
             tmp.rename(self._vol_dir(volume_id))

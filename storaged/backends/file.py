@@ -158,6 +158,12 @@ class FileBackend(VolumeBackend):
         return self.resize(volume_id, size_gb) if size_gb > info.size_gb else info
 
     @staticmethod
+    def _make_ext4(path: Path, volume_id: str, size_gb: float) -> None:
+        with open(path, "wb") as fh:
+            fh.truncate(gb_to_bytes(size_gb))
+        host.run(["mkfs.ext4", "-q", "-F", "-m", "0", "-L", f"tcv-{volume_id}"[:16], str(path)])
+
+    @staticmethod
     def _tmp(path: Path) -> Path:
         return path.with_name(f".tmp-{path.name}")
 
@@ -176,9 +182,7 @@ class FileBackend(VolumeBackend):
             if kind == "block":
                 host.run(["qemu-img", "create", "-q", "-f", "qcow2", str(tmp), str(gb_to_bytes(size_gb))])
             else:
-                with open(tmp, "wb") as fh:
-                    fh.truncate(gb_to_bytes(size_gb))
-                host.run(["mkfs.ext4", "-q", "-F", "-m", "0", "-L", f"tcv-{volume_id}"[:16], str(tmp)])
+                self._make_ext4(tmp, volume_id, size_gb)
             _fsync_file(tmp)
             tmp.rename(final)
         finally:
@@ -215,26 +219,35 @@ class FileBackend(VolumeBackend):
         info = self._info(volume_id, final, kind)
         return self.resize(volume_id, size_gb) if size_gb > info.size_gb else info
 
-    def export_snapshot(self, snapshot_id: str) -> ImageExport:
-        """Filesystem: the snapshot file itself (a raw ext4 image). Block: the qcow2 snapshot converted to raw."""
+    def export_snapshot(self, snapshot_id: str, scratch_dir: Path | None = None) -> ImageExport:
+        """Filesystem: the snapshot's files as tar, from the snapshot file loop-mounted read-only. Block: the
+        qcow2 snapshot converted to raw."""
         check_id(snapshot_id, "snapshot id")
         snap = self.get_snapshot(snapshot_id)
         if snap is None:
             raise NotFound(f"snapshot {snapshot_id} not found")
-        if snap.kind == "filesystem":
-            path = self._snap_file(snap.volume_id, snapshot_id)
-            return ImageExport(path, path.stat().st_size, "filesystem")
         self._prepare()
-        raw = self._tmp(self.pool / "snapshots" / f"export-{snapshot_id}.raw")
+        scratch = Path(scratch_dir) if scratch_dir else self.pool / "snapshots"
+        scratch.mkdir(parents=True, exist_ok=True)
+        if snap.kind == "filesystem":
+            out = self._tmp(scratch / f"export-{snapshot_id}.tar")
+            point = self.mounts_dir / f".tmp-export-{snapshot_id}"
+            with images.mounted(["-o", "loop,ro,noload", str(self._snap_file(snap.volume_id, snapshot_id))], point):
+                images.pack_tree(point, out)
+            return ImageExport(out, out.stat().st_size, "filesystem", temporary=True, format=images.TAR)
+        raw = self._tmp(scratch / f"export-{snapshot_id}.raw")
         host.run(["qemu-img", "convert", "-U", "-O", "raw", "-l", f"snapshot.name={SNAPSHOT_PREFIX}{snapshot_id}",
                   str(self._file(snap.volume_id, "block")), str(raw)])
         return ImageExport(raw, raw.stat().st_size, "block", temporary=True)
 
-    def create_from_image(self, volume_id: str, size_gb: float, kind: str, reader: BinaryIO) -> VolumeInfo:
-        """Filesystem: the image becomes the volume's ext4 file; block: it is converted to qcow2."""
+    def create_from_image(self, volume_id: str, size_gb: float, kind: str, reader: BinaryIO,
+                          image_format: str = images.RAW) -> VolumeInfo:
+        """Block: the raw image converted to qcow2. Filesystem: a raw (ext4) image becomes the volume's file; a
+        tar is extracted into a new ext4 loop-mounted aside, renamed into place once complete."""
         check_id(volume_id, "volume id")
         check_kind(kind)
         size_gb = check_size(size_gb)
+        images.check_format(image_format, kind)
         existing = self._existing(volume_id, size_gb, kind)
         if existing is not None:
             return existing
@@ -243,11 +256,17 @@ class FileBackend(VolumeBackend):
         tmp = self._tmp(final)
         raw = self._tmp(final.with_suffix(".raw"))
         try:
-            size = images.write_sparse(reader, raw if kind == "block" else tmp)
-            if size > gb_to_bytes(size_gb):
-                raise InvalidRequest(f"the image is {bytes_to_gb(size):g} GB, more than the volume's {size_gb:g} GB")
-            if kind == "block":
-                host.run(["qemu-img", "convert", "-q", "-f", "raw", "-O", "qcow2", str(raw), str(tmp)])
+            if image_format == images.TAR:
+                self._make_ext4(tmp, volume_id, size_gb)
+                with images.mounted(["-o", "loop", str(tmp)], self.mounts_dir / f".tmp-{volume_id}"):
+                    images.unpack_tree(reader, self.mounts_dir / f".tmp-{volume_id}")
+            else:
+                size = images.write_sparse(reader, raw if kind == "block" else tmp)
+                if size > gb_to_bytes(size_gb):
+                    raise InvalidRequest(f"the image is {bytes_to_gb(size):g} GB, more than the volume's "
+                                         f"{size_gb:g} GB")
+                if kind == "block":
+                    host.run(["qemu-img", "convert", "-q", "-f", "raw", "-O", "qcow2", str(raw), str(tmp)])
             _fsync_file(tmp)
             tmp.rename(final)
         finally:

@@ -18,13 +18,15 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
-from storaged.backends import host
+from storaged.backends import host, images
 from storaged.backends.base import (
     SNAPSHOT_PREFIX,
     VOLUME_PREFIX,
     BackendError,
     Capacity,
+    ImageExport,
     InvalidRequest,
     NotFound,
     SnapshotInfo,
@@ -157,7 +159,10 @@ class LvmBackend(VolumeBackend):
         self._run(["lvchange", "-ay", "-K", "-q", self._lv(name)])
 
     def _mount(self, volume_id: str) -> None:
-        host.mount([self._device(volume_id)], self._mount_point(volume_id))
+        point = self._mount_point(volume_id)
+        point.mkdir(parents=True, exist_ok=True)
+        if not host.is_mounted(point):
+            self._run(["mount", self._device(volume_id), str(point)])
 
     def _existing(self, volume_id: str, size_gb: float, kind: str) -> VolumeInfo | None:
         lv = self._owned().get(f"{VOLUME_PREFIX}{volume_id}")
@@ -212,6 +217,74 @@ class LvmBackend(VolumeBackend):
         self._finish(volume_id, kind, mkfs=False)
         info = self._require(volume_id)
         return self.resize(volume_id, size_gb) if size_gb > info.size_gb else info
+
+    def export_snapshot(self, snapshot_id: str, scratch_dir: Path | None = None) -> ImageExport:
+        """The thin snapshot activated read-only: block = its device copied to a sparse raw file; filesystem =
+        its ext4 mounted read-only and packed as tar. Deactivated again afterwards."""
+        check_id(snapshot_id, "snapshot id")
+        snap = self.get_snapshot(snapshot_id)
+        if snap is None:
+            raise NotFound(f"snapshot {snapshot_id} not found")
+        name = f"{SNAPSHOT_PREFIX}{snapshot_id}"
+        device = f"/dev/{self.volume_group}/{name}"
+        scratch = Path(scratch_dir) if scratch_dir else self.mounts_dir
+        scratch.mkdir(parents=True, exist_ok=True)
+        out = scratch / f".tmp-export-{snapshot_id}.{'raw' if snap.kind == 'block' else 'tar'}"
+        self._activate_read_only(name)
+        try:
+            if snap.kind == "block":
+                with open(device, "rb") as reader:
+                    images.write_sparse(reader, out)
+            else:
+                with images.mounted(["-o", "ro,noload", device], self.mounts_dir / f".tmp-export-{snapshot_id}",
+                                    self._run):
+                    images.pack_tree(self.mounts_dir / f".tmp-export-{snapshot_id}", out, self._run)
+        except BaseException:
+            out.unlink(missing_ok=True)
+            raise
+        finally:
+            self._run(["lvchange", "-an", "-q", self._lv(name)])
+        fmt = images.RAW if snap.kind == "block" else images.TAR
+        return ImageExport(out, out.stat().st_size, snap.kind, temporary=True, format=fmt)
+
+    def _activate_read_only(self, name: str) -> None:
+        """Snapshots are never written: their permission becomes read-only, then they are activated."""
+        try:
+            self._run(["lvchange", "-q", "-p", "r", self._lv(name)])
+        except BackendError as exc:
+            if "already" not in str(exc):
+                raise
+        self._run(["lvchange", "-ay", "-K", "-q", self._lv(name)])
+
+    def create_from_image(self, volume_id: str, size_gb: float, kind: str, reader: BinaryIO,
+                          image_format: str = images.RAW) -> VolumeInfo:
+        """A new thin LV, tagged ready only once filled: raw images are written onto the device (an old raw
+        ext4 image too, then grown), a tar is extracted into a fresh ext4 mounted aside."""
+        check_id(volume_id, "volume id")
+        check_kind(kind)
+        size_gb = check_size(size_gb)
+        images.check_format(image_format, kind)
+        existing = self._existing(volume_id, size_gb, kind)
+        if existing is not None:
+            return existing
+        self._prepare()
+        name = f"{VOLUME_PREFIX}{volume_id}"
+        self._run(["lvcreate", "-y", "-q", "--type", "thin", "-V", f"{gb_to_bytes(size_gb) >> 20}m", "--thinpool",
+                   self.thin_pool, "-n", name, "--addtag", OWNER_TAG, "--addtag", f"tc_kind_{kind}",
+                   self.volume_group])
+        device = self._device(volume_id)
+        if image_format == images.TAR:
+            self._run(["mkfs.ext4", "-q", "-F", "-m", "0", device])
+            point = self.mounts_dir / f".tmp-{volume_id}"
+            with images.mounted([device], point, self._run):
+                images.unpack_tree(reader, point)
+        else:
+            images.write_into(reader, device, gb_to_bytes(size_gb))
+        self._finish(volume_id, kind, mkfs=False)
+        info = self._require(volume_id)
+        if kind == "filesystem" and image_format == images.RAW:
+            host.grow_ext4(device, self._mount_point(volume_id), device, [device])
+        return info
 
     def _require(self, volume_id: str) -> VolumeInfo:
         lv = self._owned().get(f"{VOLUME_PREFIX}{volume_id}")

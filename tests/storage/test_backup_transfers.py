@@ -83,10 +83,11 @@ def test_export_and_restore_through_s3(file_backend: VolumeBackend, s3_http: Sto
                                     lambda r: r["backups"][0]["state"] != "exporting")
             row = exported["backups"][0]
             bad = {"volume_id": "tcb-bad", "size_gb": 0.125,
-                   "from_backup": _source(s3_http, "bak-1", size_bytes=row.get("size_bytes"), sha256="0" * 64)}
+                   "from_backup": _source(s3_http, "bak-1", size_bytes=row.get("size_bytes"), sha256="0" * 64,
+                                         format=row.get("format"))}
             good = {"volume_id": "tcb-dst", "size_gb": 0.125,
                     "from_backup": _source(s3_http, "bak-1", size_bytes=row.get("size_bytes"),
-                                           sha256=row.get("sha256"))}
+                                           sha256=row.get("sha256"), format=row.get("format"))}
             doc = {**base, "revision": 2, "volumes": [*base["volumes"], bad, good]}
             restored = await _until(reconciler, doc, lambda r: all(
                 v["state"] in ("available", "error") for v in r["volumes"]))
@@ -95,10 +96,49 @@ def test_export_and_restore_through_s3(file_backend: VolumeBackend, s3_http: Sto
             await transfers.close()
 
     row, _, volumes = asyncio.run(scenario())
-    assert row["state"] == "available" and row["size_bytes"] == 64 << 20 and len(row["sha256"]) == 64
+    assert row["state"] == "available" and row["format"] == "tar" and len(row["sha256"]) == 64
     assert volumes["tcb-dst"]["state"] == "available", volumes["tcb-dst"]
     assert (Path(volumes["tcb-dst"]["path"]) / "f").read_text() == "precious"
     assert volumes["tcb-dst"]["size_gb"] == 0.125
     assert volumes["tcb-bad"]["state"] == "error" and "sha256" in volumes["tcb-bad"]["error"]
     assert file_backend.get_volume("tcb-bad") is None
     assert not any((tmp_path / "scratch").iterdir()), "the downloaded image is removed"
+
+
+def test_file_backup_restores_on_a_btrfs_host_through_s3(file_backend: VolumeBackend, s3_http: StoragedProcess,
+                                                         bucket: str, tmp_path: Path) -> None:
+    """Host loss: the export of one host's file backend restores on another host's btrfs, the format (tar)
+    travelling with the backup source as the controller sends it."""
+    reason = why_not("btrfs")
+    if reason:
+        pytest.skip(f"btrfs backend: {reason}")
+    vol = file_backend.create("tcb-src", 0.0625, "filesystem")
+    (Path(vol.path) / "f").write_text("precious")
+    file_backend.snapshot("tcb-src", "tcb-snap")
+
+    async def scenario(btrfs: VolumeBackend) -> tuple[dict[str, Any], dict[str, Any]]:
+        exporter = BackupTransfers(file_backend, tmp_path / "scratch-a", part_size=5 << 20)
+        importer = BackupTransfers(btrfs, tmp_path / "scratch-b", part_size=5 << 20)
+        try:
+            doc: dict[str, Any] = {"revision": 1, "volumes": [{"volume_id": "tcb-src", "size_gb": 0.0625}],
+                                   "snapshots": [{"snapshot_id": "tcb-snap", "volume_id": "tcb-src"}],
+                                   "exports": [_source(s3_http, "bak-x", snapshot_id="tcb-snap")]}
+            exported = await _until(VolumeReconciler(file_backend, exporter), doc,
+                                    lambda r: r["backups"][0]["state"] != "exporting")
+            row = exported["backups"][0]
+            restore = {"volume_id": "tcb-dst", "size_gb": 0.125,
+                       "from_backup": _source(s3_http, "bak-x", size_bytes=row.get("size_bytes"),
+                                              sha256=row.get("sha256"), format=row.get("format"))}
+            restored = await _until(VolumeReconciler(btrfs, importer), {"revision": 1, "volumes": [restore]},
+                                    lambda r: r["volumes"][0]["state"] in ("available", "error"))
+            return row, restored["volumes"][0]
+        finally:
+            await exporter.close()
+            await importer.close()
+
+    with backend_pool("btrfs", tmp_path / "host-b") as btrfs:
+        row, volume = asyncio.run(scenario(btrfs))
+        assert (row["state"], row["format"]) == ("available", "tar"), row
+        assert volume["state"] == "available", volume
+        assert (Path(volume["path"]) / "f").read_text() == "precious"
+        assert btrfs.get_volume("tcb-dst") is not None
