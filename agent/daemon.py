@@ -20,7 +20,7 @@ from agent.drivers.base import Driver
 from agent.images import ImageCache, Sink
 from agent.reconciler import Desired, Reconciler
 from agent.server import build_agent_server
-from shared import pki
+from shared import pki, sdnotify
 from shared.hostidentity import HostIdentity, save_meta
 from shared.hostlink import HostRejected, LinkError, link_for
 
@@ -73,12 +73,16 @@ class AgentDaemon:
                           ssl_context=pki.server_context(ident.cert_file, ident.key_file, ident.ca_file)).start()
         log.info("agent up", extra={"host_id": ident.host_id, "driver": self.driver.name,
                                     "controllers": self.link.endpoints})
+        # Ready once the listener is up, not at the first accepted heartbeat: an agent keeps its instances
+        # running while no controller answers, so a boot without controllers must not fail the unit.
+        sdnotify.ready(f"driver {self.driver.name}, listening on {self.config.listen}")
         tasks = [asyncio.create_task(self._heartbeats(), name="heartbeats"),
                  asyncio.create_task(self._watch(), name="watch"),
                  asyncio.create_task(self._reconcile_loop(), name="reconcile")]
         try:
             await self._stop.wait()
         finally:
+            sdnotify.stopping()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)

@@ -17,6 +17,7 @@ def _fail(message: str) -> None:
 
 
 @click.group()
+@click.version_option(package_name="thecloud", prog_name="thecloud-agent")
 def cli() -> None:
     """thecloud agent: runs this host's instances for the controllers."""
 

@@ -27,7 +27,7 @@ from controller.security.ca import write_controller_credentials
 from controller.services.duties import Duties, DutyConfig
 from controller.services.runtime import ComputeSettings, NetworkSettings, Runtime
 from controller.store.raft import RaftStore, RaftTuning
-from shared import pki
+from shared import pki, sdnotify
 from shared.blobs import BlobDir
 
 log = logging.getLogger("thecloud.controller")
@@ -78,6 +78,7 @@ class ControllerDaemon:
                 await advertiser.start()
             log.info("controller up", extra={"api": cfg.api, "raft": cfg.raft, "peers": cfg.peers,
                                              "node_id": identity["node_id"]})
+            sdnotify.ready(f"API on {cfg.api}, Raft on {cfg.raft}")
             duties = Duties(rt, DutyConfig(api_address=cfg.api, admin_key_file=cfg.admin_key_file,
                                            restore_file=datadir.restore_path(cfg.data_dir),
                                            agent_address=cfg.agent_api_address))
@@ -86,6 +87,7 @@ class ControllerDaemon:
             finally:
                 await duties.close()
         finally:
+            sdnotify.stopping()
             if advertiser is not None:
                 await advertiser.stop()
             for runner in reversed(runners):

@@ -20,6 +20,7 @@ def _fail(message: str) -> None:
 
 
 @click.group()
+@click.version_option(package_name="thecloud", prog_name="thecloud-controller")
 def cli() -> None:
     """thecloud controller: Raft-replicated desired state and the public API."""
 

@@ -23,6 +23,7 @@ from netd.backends.base import NetworkBackend
 from netd.plane import Plane
 from netd.reconciler import PortStatus, Reconciler
 from netd.sources import DesiredSource
+from shared import sdnotify
 from shared.netmodel import HostNetwork
 
 log = logging.getLogger("thecloud.netd")
@@ -65,6 +66,7 @@ class NetDaemon:
         try:
             await self._stop.wait()
         finally:
+            sdnotify.stopping()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -109,6 +111,8 @@ class NetDaemon:
         if full:
             self._last_full = started
         self.passes += 1
+        if self.passes == 1:
+            sdnotify.ready(f"first pass: {reason}")
         if reason != self.last_reason:
             log.info("reconcile: %s", reason, extra={"revision": doc.revision, "seconds": round(seconds, 3),
                                                      "full": full})

@@ -16,6 +16,7 @@ def _fail(message: str) -> None:
 
 
 @click.group()
+@click.version_option(package_name="thecloud", prog_name="thecloud-netd")
 def cli() -> None:
     """thecloud netd: applies this host's share of every VPC."""
 

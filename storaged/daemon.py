@@ -12,7 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
-from shared import hostidentity
+from shared import hostidentity, sdnotify
 from shared.hostlink import ControllerLink, link_for
 from storaged.s3.catalog import BucketCatalog, CredentialSource
 from storaged.s3.context import Services
@@ -110,9 +110,11 @@ async def run(config: StoragedConfig, stop: asyncio.Event, services: Services | 
             await site.start()
             scheme = "https" if config.tls_cert else "http"
             log.info("s3 listening", extra={"url": f"{scheme}://{config.s3_listen}"})
+        sdnotify.ready(f"S3 on {config.s3_listen}" if config.s3_listen else "no S3 listener")
         await stop.wait()
         return f"failed: {failure[0]}" if failure else "stop requested"
     finally:
+        sdnotify.stopping()
         if volumes is not None:
             volumes.cancel()
             await asyncio.gather(volumes, return_exceptions=True)

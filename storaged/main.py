@@ -18,6 +18,7 @@ def _fail(message: str) -> None:
 
 
 @click.group()
+@click.version_option(package_name="thecloud", prog_name="thecloud-storaged")
 def cli() -> None:
     """thecloud storaged: this host's volumes and object store."""
 

@@ -3,7 +3,7 @@
 # host networking tools, dockerd (+ the offline test image) and libvirtd. Idempotent and quick when done.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
-./packages.sh iproute2 nftables iputils-ping qemu-utils dnsmasq-base
+./packages.sh iproute2 nftables iputils-ping qemu-utils dnsmasq-base systemd
 ./docker.sh
 ./libvirt.sh
 ./storage.sh
