@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import weakref
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgpack
@@ -12,7 +13,7 @@ from aiohttp import web
 from controller.api import storage_agent
 from controller.api.appkeys import RUNTIME
 from controller.api.errors import error_response
-from controller.services import agent_link, net_agent
+from controller.services import agent_link, net_agent, storage_link
 from controller.services.errors import ServiceError
 from controller.services.runtime import Runtime
 from controller.store.base import StoreUnavailable
@@ -105,14 +106,23 @@ async def heartbeat(request: web.Request) -> web.StreamResponse:
     return _packed(await agent_link.heartbeat(request.app[RUNTIME], host_id, await _body(request)))
 
 
-async def desired(request: web.Request) -> web.StreamResponse:
-    host_id = _host_id(request)
-    try:
-        after = int(request.query.get("after", "-1"))
-        wait = float(request.query.get("wait", "0"))
-    except ValueError:
-        raise ServiceError(400, "bad_request", "after must be an integer and wait a number") from None
-    return _packed(await agent_link.desired(request.app[RUNTIME], host_id, after, wait))
+Watch = Callable[[Runtime, str, int, float], Awaitable[dict[str, Any]]]
+
+
+def long_poll(watch: Watch) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """A host's long-poll (agent desired state, netd's network, storaged's volumes): ``?after=REV&wait=SECONDS``,
+    answered as soon as the host's document is newer than ``after``."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        host_id = _host_id(request)
+        try:
+            after = int(request.query.get("after", "-1"))
+            wait = float(request.query.get("wait", "0"))
+        except ValueError:
+            raise ServiceError(400, "bad_request", "after must be an integer and wait a number") from None
+        return _packed(await watch(request.app[RUNTIME], host_id, after, wait))
+
+    return handle
 
 
 async def report(request: web.Request) -> web.StreamResponse:
@@ -124,17 +134,6 @@ async def report(request: web.Request) -> web.StreamResponse:
     return _packed(await agent_link.report(request.app[RUNTIME], host_id, reports))
 
 
-async def network(request: web.Request) -> web.StreamResponse:
-    """netd's long-poll for its host's network document."""
-    host_id = _host_id(request)
-    try:
-        after = int(request.query.get("after", "-1"))
-        wait = float(request.query.get("wait", "0"))
-    except ValueError:
-        raise ServiceError(400, "bad_request", "after must be an integer and wait a number") from None
-    return _packed(await net_agent.network(request.app[RUNTIME], host_id, after, wait))
-
-
 async def network_report(request: web.Request) -> web.StreamResponse:
     host_id = _host_id(request)
     return _packed(await net_agent.report(request.app[RUNTIME], host_id, await _body(request)))
@@ -144,9 +143,10 @@ def build_agent_app(rt: Runtime) -> web.Application:
     app = web.Application(middlewares=[_errors], client_max_size=MAX_BODY_BYTES)
     app[RUNTIME] = rt
     app.router.add_post("/agent/v1/heartbeat", heartbeat)
-    app.router.add_get("/agent/v1/desired", desired)
+    app.router.add_get("/agent/v1/desired", long_poll(agent_link.desired))
     app.router.add_post("/agent/v1/report", report)
-    app.router.add_get("/agent/v1/network", network)
+    app.router.add_get("/agent/v1/network", long_poll(net_agent.network))
+    app.router.add_get("/agent/v1/storage", long_poll(storage_link.desired))
     app.router.add_post("/agent/v1/network/report", network_report)
     app.router.add_get("/agent/v1/images/{sha256}", image_blob)
     storage_agent.add_routes(app, (_host_id, _body, _packed))

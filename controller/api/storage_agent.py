@@ -21,15 +21,6 @@ Helpers = tuple[Any, Any, Any]  # (_host_id, _body, _packed) of controller.api.a
 def add_routes(app: web.Application, helpers: Helpers) -> None:
     host_id_of, body_of, packed = helpers
 
-    async def storage_desired(request: web.Request) -> web.StreamResponse:
-        host_id = host_id_of(request)
-        try:
-            after = int(request.query.get("after", "-1"))
-            wait = float(request.query.get("wait", "0"))
-        except ValueError:
-            raise ServiceError(400, "bad_request", "after must be an integer and wait a number") from None
-        return packed(await storage_link.desired(request.app[RUNTIME], host_id, after, wait))
-
     async def storage_report(request: web.Request) -> web.StreamResponse:
         host_id = host_id_of(request)
         body = await body_of(request)
@@ -74,7 +65,6 @@ def add_routes(app: web.Application, helpers: Helpers) -> None:
         return packed(await storage_link.set_versioning(request.app[RUNTIME], host_id,
                                                         request.match_info["name"], str(body.get("status", ""))))
 
-    app.router.add_get("/agent/v1/storage", storage_desired)
     app.router.add_post("/agent/v1/storage/report", storage_report)
     app.router.add_get("/agent/v1/s3/credentials/{access_key_id}", s3_credential)
     app.router.add_post("/agent/v1/s3/buckets", create_bucket)
