@@ -32,7 +32,7 @@ import docker
 import docker.errors
 import requests.exceptions
 
-from agent.drivers import docker_attach
+from agent.drivers import docker_attach, docker_stats
 from agent.drivers.base import (
     ERROR,
     RUNNING,
@@ -70,12 +70,6 @@ _END = object()  # end of a followed log stream
 
 def container_name(instance_id: str, generation: int) -> str:
     return f"tc-{instance_id}-g{generation}"
-
-
-def _hostname(name: str) -> str | None:
-    """The instance name as the container's hostname, when it is a valid one."""
-    label = name.lower()[:63]
-    return label if label and all(ch.isalnum() or ch == "-" for ch in label) and label[0] != "-" else None
 
 
 def _truthy(value: str) -> bool:
@@ -318,7 +312,7 @@ class DockerDriver(Driver):
             labels=labels,
             environment=dict(spec.env) or None,
             ports=[(p.container_port, p.protocol) for p in published] or None,
-            hostname=_hostname(spec.name) if spec.nic is not None else None,
+            hostname=docker_attach.hostname(spec),
             host_config=host_config,
             use_config_proxy=False,
         )
@@ -477,7 +471,7 @@ class DockerDriver(Driver):
             s = await self._call(lambda api: api.stats(c.id, stream=False))
         except docker.errors.NotFound as e:
             raise InstanceNotFound(f"instance {instance_id} not found on host {self.host_id}") from e
-        return stats_from_docker(s)
+        return docker_stats.from_docker(s)
 
     async def exec(self, instance_id: str, command: list[str], timeout: float = 30.0) -> ExecResult:  # noqa: ASYNC109
         c = await self._current(instance_id)
@@ -530,31 +524,3 @@ class DockerDriver(Driver):
             client, self._client = self._client, None
         if client is not None:
             client.close()
-
-
-def stats_from_docker(s: Mapping[str, Any]) -> dict[str, Any]:
-    """cpu_percent, memory_bytes (without page cache, like `docker stats`), memory_limit_bytes, pids,
-    net_rx_bytes and net_tx_bytes from one sample of docker's stats API (zeros for a stopped container)."""
-    cpu = s.get("cpu_stats") or {}
-    pre = s.get("precpu_stats") or {}
-    cpu_delta = ((cpu.get("cpu_usage") or {}).get("total_usage") or 0) - (
-        (pre.get("cpu_usage") or {}).get("total_usage") or 0
-    )
-    system_delta = (cpu.get("system_cpu_usage") or 0) - (pre.get("system_cpu_usage") or 0)
-    online = cpu.get("online_cpus") or len((cpu.get("cpu_usage") or {}).get("percpu_usage") or []) or 1
-    cpu_percent = cpu_delta / system_delta * online * 100.0 if cpu_delta > 0 and system_delta > 0 else 0.0
-
-    mem = s.get("memory_stats") or {}
-    mem_detail = mem.get("stats") or {}
-    cache = mem_detail.get("total_inactive_file", mem_detail.get("inactive_file", 0)) or 0  # cgroup v1 / v2
-    memory_bytes = max((mem.get("usage") or 0) - cache, 0)
-
-    networks = (s.get("networks") or {}).values()
-    return {
-        "cpu_percent": round(cpu_percent, 3),
-        "memory_bytes": int(memory_bytes),
-        "memory_limit_bytes": int(mem.get("limit") or 0),
-        "pids": int((s.get("pids_stats") or {}).get("current") or 0),
-        "net_rx_bytes": sum(int(n.get("rx_bytes") or 0) for n in networks),
-        "net_tx_bytes": sum(int(n.get("tx_bytes") or 0) for n in networks),
-    }

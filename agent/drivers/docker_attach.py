@@ -44,6 +44,14 @@ def network_options(spec: InstanceSpec, default_network: str | None) -> dict[str
     return {"network_mode": "none", "dns": [spec.nic.gateway] if spec.nic.gateway else None}
 
 
+def hostname(spec: InstanceSpec) -> str | None:
+    """With a VPC port, the instance name is the container's hostname (as its VPC's DNS knows it), when valid."""
+    label = spec.name.lower()[:63]
+    if spec.nic is None or not label or label[0] == "-" or not all(ch.isalnum() or ch == "-" for ch in label):
+        return None
+    return label
+
+
 def labels(spec: InstanceSpec) -> dict[str, str]:
     out = {LABEL_VOLUMES: volumes_label(spec)} if spec.volumes else {}
     if spec.nic is not None:
