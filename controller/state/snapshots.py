@@ -50,14 +50,7 @@ def delete(data: StateData, args: dict[str, Any], ctx: CommandContext) -> dict[s
     if restoring:
         raise conflict(f"snapshot {snap['name']} is being restored into volume {restoring[0]}; "
                        "delete it once that volume is available")
-    if snap["host_id"] not in data.hosts:
-        purge(data, snap)
-        return {"deleted": True}
-    snap["wanted"] = "deleted"
-    snap["status"] = "deleting"
-    snap["updated_at"] = ctx["time"]
-    storage.touch(data, snap["host_id"])
-    return {"deleted": False}
+    return storage.tombstone(data, snap, purge, ctx["time"])
 
 
 def purge(data: StateData, snap: dict[str, Any]) -> None:

@@ -7,6 +7,7 @@ moves whenever the host's desired volumes or snapshots change, so its storaged's
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from controller.state.command import CommandContext
@@ -21,6 +22,20 @@ def touch(data: StateData, host_id: str) -> None:
     record = data.storage_hosts.get(host_id)
     if record is not None:
         record["rev"] = data.revision
+
+
+def tombstone(data: StateData, record: dict[str, Any], purge: Callable[[StateData, dict[str, Any]], None],
+              now: float) -> dict[str, Any]:
+    """Deletes a volume or snapshot: at once when its host left the cluster (nothing left to clean up), else it
+    becomes a tombstone (``wanted: deleted``) that its storaged removes and then reports gone."""
+    if record["host_id"] not in data.hosts:
+        purge(data, record)
+        return {"deleted": True}
+    record["wanted"] = "deleted"
+    record["status"] = "deleting"
+    record["updated_at"] = now
+    touch(data, record["host_id"])
+    return {"deleted": False}
 
 
 def room_of(record: dict[str, Any]) -> int:

@@ -124,14 +124,7 @@ def delete(data: StateData, args: dict[str, Any], ctx: CommandContext) -> dict[s
     if snaps:
         raise conflict(f"volume {volume['name']} has {len(snaps)} snapshot{'' if len(snaps) == 1 else 's'}; "
                        "delete them first")
-    if volume["host_id"] not in data.hosts:  # its host was removed from the cluster: nothing left to clean up
-        purge(data, volume)
-        return {"deleted": True}
-    volume["wanted"] = "deleted"
-    volume["status"] = "deleting"
-    volume["updated_at"] = ctx["time"]
-    storage.touch(data, volume["host_id"])
-    return {"deleted": False}
+    return storage.tombstone(data, volume, purge, ctx["time"])
 
 
 def purge(data: StateData, volume: dict[str, Any]) -> None:

@@ -148,6 +148,13 @@ class BtrfsBackend(VolumeBackend):
     def _mount(self, volume_id: str) -> None:
         host.mount(["--bind", str(self._vol_dir(volume_id) / DATA)], self._mount_point(volume_id))
 
+    def _fresh_tmp(self, volume_id: str) -> Path:
+        """Where a new volume is filled before it is renamed into place; a leftover of a crash is removed."""
+        tmp = self.pool / "volumes" / f".tmp-{VOLUME_PREFIX}{volume_id}"
+        if tmp.exists():
+            self._delete_subvolume(tmp)
+        return tmp
+
     def _set_limit(self, path: Path, kind: str, size_gb: float) -> None:
         limit = gb_to_bytes(size_gb) + (BLOCK_SLACK if kind == "block" else 0)
         host.run(["btrfs", "qgroup", "limit", str(limit), str(path)])
@@ -160,9 +167,7 @@ class BtrfsBackend(VolumeBackend):
         if existing is not None:
             return existing
         self._prepare()
-        tmp = self.pool / "volumes" / f".tmp-{VOLUME_PREFIX}{volume_id}"
-        if tmp.exists():
-            self._delete_subvolume(tmp)
+        tmp = self._fresh_tmp(volume_id)
         host.run(["btrfs", "subvolume", "create", str(tmp)])
         try:
             if kind == "block":
@@ -209,9 +214,7 @@ class BtrfsBackend(VolumeBackend):
             raise InvalidRequest(f"snapshot {snapshot_id} is of a {meta['kind']} volume; it cannot become a {kind} "
                                  f"volume")
         size_gb = max(size_gb, float(meta["size_gb"]))
-        tmp = self.pool / "volumes" / f".tmp-{VOLUME_PREFIX}{volume_id}"
-        if tmp.exists():
-            self._delete_subvolume(tmp)
+        tmp = self._fresh_tmp(volume_id)
         host.run(["btrfs", "subvolume", "snapshot", str(snap), str(tmp)])
         try:
             if kind == "block":
@@ -257,9 +260,7 @@ class BtrfsBackend(VolumeBackend):
         if existing is not None:
             return existing
         self._prepare()
-        tmp = self.pool / "volumes" / f".tmp-{VOLUME_PREFIX}{volume_id}"
-        if tmp.exists():
-            self._delete_subvolume(tmp)
+        tmp = self._fresh_tmp(volume_id)
         host.run(["btrfs", "subvolume", "create", str(tmp)])
         try:
             if kind == "block":
