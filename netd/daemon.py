@@ -3,6 +3,11 @@
 A pass for a new document only sets up the ports that changed (``Reconciler.run_once(full=False)``); the
 periodic pass, and any pass when the last full one is older than the resync period, checks every port.
 
+Latency: a document that arrives while a pass runs stops that pass at its next step boundary (it is level-
+triggered, so the next pass does what is left, for the newer document) instead of waiting for it to end; a
+pass is stopped so at most once in a row, so a stream of documents cannot starve the data plane. Port reports
+go out from a task of their own, so a slow controller write never delays the next pass.
+
 Stopping (SIGTERM) leaves the data plane as it is: instances keep their network while netd is away, and the
 next netd adopts it. While no desired state is known (controllers unreachable at start) nothing is touched.
 """
@@ -21,7 +26,7 @@ from typing import TypeVar
 
 from netd.backends.base import NetworkBackend
 from netd.plane import Plane
-from netd.reconciler import PortStatus, Reconciler
+from netd.reconciler import PortStatus, Reconciler, Superseded
 from netd.sources import DesiredSource
 from shared import sdnotify
 from shared.netmodel import HostNetwork
@@ -46,7 +51,11 @@ class NetDaemon:
         self.passes = 0
         self.last_reason = ""
         self._last_full = -float("inf")
+        self._arrived = 0.0  # when the newest document came in (monotonic)
         self._reported: list[dict[str, str]] | None = None
+        self._report: dict[str, object] | None = None  # the newest report not sent yet
+        self._report_due = asyncio.Event()
+        self._superseded = 0  # passes in a row that stopped early for a newer document
         self._stop = asyncio.Event()
         self._wake = asyncio.Event()
         # one thread for every data-plane call: pyroute2 sockets and setns() belong to the thread using them
@@ -62,7 +71,8 @@ class NetDaemon:
     async def run(self) -> None:
         log.info("netd up", extra={"backend": self.backend.name, "vtep": self.vtep})
         tasks = [asyncio.create_task(self._watch(), name="watch"),
-                 asyncio.create_task(self._reconcile_loop(), name="reconcile")]
+                 asyncio.create_task(self._reconcile_loop(), name="reconcile"),
+                 asyncio.create_task(self._reporter(), name="report")]
         try:
             await self._stop.wait()
         finally:
@@ -80,6 +90,7 @@ class NetDaemon:
         while not self._stop.is_set():
             try:
                 self.desired = await self.source.next()
+                self._arrived = time.monotonic()
             except Exception:
                 log.exception("desired-state source crashed; retrying")
                 await asyncio.sleep(1.0)
@@ -104,10 +115,24 @@ class NetDaemon:
             except TimeoutError:
                 woken = False
 
+    def _newer_than(self, doc: HostNetwork) -> Callable[[], bool]:
+        """For the reconciler (in the plane thread): has a newer document than ``doc`` arrived?"""
+        if self._superseded:
+            return lambda: False
+        return lambda: self.desired is not doc
+
     async def _pass(self, doc: HostNetwork, full: bool = True) -> None:
         started = time.monotonic()
-        reason, statuses = await self._in_plane(self.reconciler.run_once, doc, full)
+        queued = started - self._arrived
+        try:
+            reason, statuses = await self._in_plane(self.reconciler.run_once, doc, full, self._newer_than(doc))
+        except Superseded:
+            self._superseded += 1
+            log.info("pass stopped for a newer document", extra={"revision": doc.revision,
+                                                                 "seconds": round(time.monotonic() - started, 3)})
+            return
         seconds = time.monotonic() - started
+        self._superseded = 0
         if full:
             self._last_full = started
         self.passes += 1
@@ -115,13 +140,28 @@ class NetDaemon:
             sdnotify.ready(f"first pass: {reason}")
         if reason != self.last_reason:
             log.info("reconcile: %s", reason, extra={"revision": doc.revision, "seconds": round(seconds, 3),
-                                                     "full": full})
+                                                     "full": full, "queued": round(queued, 3),
+                                                     "phases": self.reconciler.last_phases})
             self.last_reason = reason
         await asyncio.to_thread(self._write_status, doc, reason, statuses, seconds)
         ports = [s.as_dict() for s in statuses]
         if ports != self._reported:
-            await self.source.report({"vtep": self.vtep, "backend": self.backend.name, "ports": ports})
+            self._report = {"vtep": self.vtep, "backend": self.backend.name, "ports": ports}
+            self._report_due.set()
             self._reported = ports
+
+    async def _reporter(self) -> None:
+        """Sends the newest port report, one at a time (a report superseded while one is in flight is dropped)."""
+        while not self._stop.is_set():
+            await self._report_due.wait()
+            self._report_due.clear()
+            payload, self._report = self._report, None
+            if payload is not None:
+                try:
+                    await self.source.report(payload)
+                except Exception:
+                    self._reported = None  # sent again after the next pass
+                    log.exception("port report crashed")
 
     def _write_status(self, doc: HostNetwork, reason: str, statuses: list[PortStatus], seconds: float) -> None:
         """``status.json`` in the run directory: what the last pass did and how long it took (for operators,

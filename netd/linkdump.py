@@ -3,14 +3,17 @@
 netd lists the host's devices several times per pass (stale ports, plugged ports, VPC bridges, hybrid plugs).
 pyroute2 decodes every attribute of every device (statistics included) in Python, about half a millisecond
 per device, so with a few hundred devices a listing cost more than the rest of a pass. This reads the dump
-straight from a netlink socket and decodes only the three fields netd needs.
+straight from a netlink socket and decodes only the three fields netd needs; ``index_of`` asks for one device
+by name (a lookup by dump would read them all).
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 NETLINK_ROUTE = 0
@@ -38,32 +41,64 @@ def _align(length: int) -> int:
     return (length + 3) & ~3
 
 
-def _parse_link(body: bytes) -> Link:
-    _, _, index, _, _ = _IFINFO.unpack_from(body)
+def _parse_link(data: bytes, start: int, end: int) -> Link:
+    """The link in ``data[start:end]`` (an ifinfomsg and its attributes; only the name and master are decoded
+    and nothing else is copied: a device carries some fifty attributes, statistics included)."""
+    _, _, index, _, _ = _IFINFO.unpack_from(data, start)
     name, master = "", None
-    offset = _IFINFO.size
-    while offset + _ATTR.size <= len(body):
-        length, kind = _ATTR.unpack_from(body, offset)
-        if length < _ATTR.size:
+    offset = start + _IFINFO.size
+    unpack = _ATTR.unpack_from
+    while offset + 4 <= end:
+        length, kind = unpack(data, offset)
+        if length < 4:
             break
-        value = body[offset + _ATTR.size:offset + length]
         kind &= 0x3FFF  # without the nested/byte-order flags
         if kind == IFLA_IFNAME:
-            name = value.split(b"\0", 1)[0].decode(errors="replace")
-        elif kind == IFLA_MASTER and len(value) >= 4:
-            master = struct.unpack_from("=I", value)[0] or None
-        offset += _align(length)
+            name = data[offset + 4:offset + length].split(b"\0", 1)[0].decode(errors="replace")
+        elif kind == IFLA_MASTER and length >= 8:
+            master = struct.unpack_from("=I", data, offset + 4)[0] or None
+        offset += (length + 3) & ~3
     return Link(index, name, master)
+
+
+def _request(sock: socket.socket, flags: int, attrs: bytes = b"") -> int:
+    sock.bind((0, 0))
+    seq = int.from_bytes(os.urandom(4), "little") or 1
+    body = _IFINFO.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + attrs
+    sock.send(_HEADER.pack(_HEADER.size + len(body), RTM_GETLINK, NLM_F_REQUEST | flags, seq, 0) + body)
+    return seq
+
+
+def index_of(name: str) -> int | None:
+    """The index of the device ``name`` in the calling thread's namespace: one request for that device, not
+    a dump of all of them."""
+    encoded = name.encode() + b"\0"
+    attr = _ATTR.pack(_ATTR.size + len(encoded), IFLA_IFNAME) + encoded
+    attr += b"\0" * (_align(len(attr)) - len(attr))
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE) as sock:
+        seq = _request(sock, 0, attr)
+        while True:
+            data = sock.recv(1 << 16)
+            offset = 0
+            while offset + _HEADER.size <= len(data):
+                length, kind, _, got_seq, _ = _HEADER.unpack_from(data, offset)
+                if length < _HEADER.size:
+                    raise OSError("malformed netlink message")
+                if got_seq == seq:
+                    if kind == NLMSG_ERROR:
+                        error = struct.unpack_from("=i", data, offset + _HEADER.size)[0]
+                        if error in (-errno.ENODEV, -errno.ENOENT):
+                            return None
+                        raise OSError(-error, os.strerror(-error))
+                    if kind == RTM_NEWLINK:
+                        return _parse_link(data, offset + _HEADER.size, offset + length).index
+                offset += _align(length)
 
 
 def links() -> list[Link]:
     """All devices of the calling thread's network namespace."""
     with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE) as sock:
-        sock.bind((0, 0))
-        seq = int.from_bytes(os.urandom(4), "little") or 1
-        request = _IFINFO.pack(socket.AF_UNSPEC, 0, 0, 0, 0)
-        sock.send(_HEADER.pack(_HEADER.size + len(request), RTM_GETLINK, NLM_F_REQUEST | NLM_F_DUMP, seq, 0)
-                  + request)
+        seq = _request(sock, NLM_F_DUMP)
         found: list[Link] = []
         while True:
             data = sock.recv(1 << 20)
@@ -79,5 +114,14 @@ def links() -> list[Link]:
                         error = struct.unpack_from("=i", data, offset + _HEADER.size)[0]
                         raise OSError(-error, os.strerror(-error))
                     if kind == RTM_NEWLINK:
-                        found.append(_parse_link(data[offset + _HEADER.size:offset + length]))
+                        found.append(_parse_link(data, offset + _HEADER.size, offset + length))
                 offset += _align(length)
+
+
+def indexes(names: Iterable[str]) -> dict[str, int]:
+    """The indexes of those of ``names`` that exist in the calling thread's namespace (a request per name for
+    one or two, else one dump: either is cheaper than a pyroute2 lookup per name)."""
+    wanted = set(names)
+    if len(wanted) <= 2:
+        return {name: index for name in wanted if (index := index_of(name)) is not None}
+    return {link.name: link.index for link in links() if link.name in wanted}

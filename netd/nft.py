@@ -4,7 +4,12 @@ A ruleset is one ``nft -f -`` transaction that deletes and redefines netd's own 
 table): the kernel swaps old for new in one step, so no packet ever sees a half-built firewall, and
 conntrack entries (established flows) survive. Each table carries the hash of the text that built it as
 its comment, so a restarted netd recognises a ruleset that is already right and leaves it alone; while
-running, the listing is compared too, which catches rules someone changed by hand (drift).
+running, the listing is compared too, which catches rules someone changed by hand (drift). Commands go
+through libnftables in this process (``netd.libnft``).
+
+A ruleset applied by a trusting pass (``verify=False``) is not read back at once: the next verifying pass
+lists it, adopts it when its tables carry this ruleset's tag (as a restarted netd would) and re-applies it
+otherwise, and from then on compares whole listings again.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import re
 
-from netd.nsutil import run
+from netd.libnft import Nft
 
 _COMMENT = re.compile(r'comment "tc:([0-9a-f]+)"')
 
@@ -36,16 +41,17 @@ class OwnedRuleset:
     def __init__(self, names: list[str], netns: str | None = None) -> None:
         self.names = names
         self.netns = netns
+        self._nft = Nft(netns)
         self._applied: str | None = None  # the transaction text we last applied (or adopted)
-        self._listing: str | None = None  # what the kernel listed right after
+        self._listing: str | None = None  # what the kernel listed right after (None: not read back yet)
         # False: trust a ruleset this process applied and skip the listing (netd's passes for a new document;
         # its periodic passes verify, which is what repairs rules changed by hand)
         self.verify = True
 
     def _list(self) -> str:
-        """Our tables as the kernel lists them, from one ``nft list ruleset`` (one process per check, whatever
-        the number of tables: spawning nft is most of a pass's fixed cost)."""
-        blocks = _tables(run(["nft", "list", "ruleset"], netns=self.netns, check=False))
+        """Our tables as the kernel lists them, from one ``list ruleset`` (one command per check, whatever the
+        number of tables)."""
+        blocks = _tables(self._nft.run("list ruleset", check=False))
         return "".join(blocks.get(name, "") for name in self.names)
 
     def ensure(self, tables: list[tuple[str, str]]) -> list[str]:
@@ -57,23 +63,28 @@ class OwnedRuleset:
             listing = self._list()
             if self._applied == text and listing == self._listing:
                 return []
-            if self._applied is None and tag is not None:
+            if (self._applied is None or self._listing is None) and tag is not None:
                 found = _COMMENT.findall(listing)
                 if len(found) == len(self.names) and set(found) == {tag.group(1)}:
-                    self._applied, self._listing = text, listing  # a restarted netd adopts a ruleset that is right
+                    # a restarted netd adopts a ruleset that is right; so does the first look after a trusting apply
+                    self._applied, self._listing = text, listing
                     return []
-        run(["nft", "-f", "-"], netns=self.netns, stdin=text)
-        self._applied, self._listing = text, self._list()
+        self._nft.run(text)
+        self._applied, self._listing = text, (self._list() if self.verify else None)
         return [f"applied nft {', '.join(self.names)}" + (f" in {self.netns}" if self.netns else "")]
 
     def remove(self) -> list[str]:
         changes = []
         for name in self.names:
-            if run(["nft", "list", "table", *name.split()], netns=self.netns, check=False):
-                run(["nft", "delete", "table", *name.split()], netns=self.netns, check=False)
+            if self._nft.run(f"list table {name}", check=False):
+                self._nft.run(f"delete table {name}", check=False)
                 changes.append(f"deleted nft {name}")
         self._applied = self._listing = None
         return changes
+
+    def close(self) -> None:
+        """Releases the nftables context (the tables stay)."""
+        self._nft.close()
 
 
 def _tables(listing: str) -> dict[str, str]:

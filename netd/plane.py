@@ -50,6 +50,10 @@ class Plane(ABC):
     @abstractmethod
     def ensure_host_nat(self, doc: HostNetwork) -> list[str]: ...
 
+    def leg_replaced(self, vni: int) -> bool:
+        """Whether the router leg of ``vni`` was made anew since the last call (it must be plugged again)."""
+        return False
+
     def begin_pass(self, full: bool) -> None:  # noqa: B027 - optional: fakes check nothing
         """Called before each pass; ``full=False``: what this process applied itself may be trusted without
         reading it back from the kernel (see Reconciler.run_once)."""
@@ -66,6 +70,8 @@ class LinuxPlane(Plane):
         self.resolvers = Resolvers(run_dir)
         self.nat = HostNat(public_interface)
         self.filter = OwnedRuleset([firewall.BRIDGE_TABLE, firewall.INET_TABLE])
+        self._verify = True
+        self._host_ready = False  # the host's sysctls were found or set right by this process
 
     @property
     def ipr(self) -> IPRoute:
@@ -75,13 +81,16 @@ class LinuxPlane(Plane):
         return self._ipr
 
     def begin_pass(self, full: bool) -> None:
-        self.filter.verify = self.nat.ruleset.verify = self.nat.verify = self.router.verify = full
+        self._verify = self.filter.verify = self.nat.ruleset.verify = self.nat.verify = self.router.verify = full
 
     def prepare_host(self) -> list[str]:
+        if self._host_ready and not self._verify:
+            return []
         changes = []
         for key in ("net.ipv4.ip_forward", "net.bridge.bridge-nf-call-iptables"):
             if sysctl(key, "1"):
                 changes.append(f"set {key}=1")
+        self._host_ready = True
         return changes
 
     def ensure_firewall(self, doc: HostNetwork, firewall_bridge: Callable[[Port, int], str]) -> list[str]:
@@ -90,6 +99,11 @@ class LinuxPlane(Plane):
     def ensure_router(self, vpc: Vpc, local_ports: list[Port]) -> list[str]:
         changes = self.router.ensure(self.ipr, vpc, local_ports)
         return changes + self.resolvers.ensure(vpc, self.router.ns_path(vpc.vni))
+
+    def leg_replaced(self, vni: int) -> bool:
+        replaced = vni in self.router.replaced_legs
+        self.router.replaced_legs.discard(vni)
+        return replaced
 
     def remove_router(self, vni: int) -> list[str]:
         return self.resolvers.remove(vni) + self.router.remove(self.ipr, vni)
@@ -113,6 +127,9 @@ class LinuxPlane(Plane):
         return self.nat.ensure(self.ipr, doc)
 
     def close(self) -> None:
+        self.router.close()
+        self.filter.close()
+        self.nat.ruleset.close()
         if self._ipr is not None:
             self._ipr.close()
             self._ipr = None

@@ -15,7 +15,7 @@ from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from netd import linkdump
-from netd.nsutil import iproute_in
+from netd.nsutil import entered, iproute_in
 from shared.netmodel import Port, port_names
 
 IFF_UP = 0x1
@@ -65,7 +65,7 @@ def _ensure_veth(ipr: IPRoute, port: Port, mtu: int) -> list[str]:
         raise PortError(f"port {port.port_id}: the instance's network namespace is not known yet")
     if not os.path.exists(port.netns):
         raise PortError(f"port {port.port_id}: namespace {port.netns} does not exist")
-    index = _index(ipr, name)
+    index = linkdump.indexes([name]).get(name)
     changes: list[str] = []
     with iproute_in(port.netns) as inner:
         if index is not None and not _peer_is_inside(ipr, index, inner, port):
@@ -73,9 +73,9 @@ def _ensure_veth(ipr: IPRoute, port: Port, mtu: int) -> list[str]:
             changes.append(f"deleted stale {name}")
             index = None
         if index is None:
-            _create_veth(ipr, inner, port, name, mtu)
+            inside = _create_veth(ipr, port, name, mtu)
             changes.append(f"created port {name}")
-            index = _index(ipr, name)
+            return changes + _configure_new(inner, port, inside)
         host = ipr.link("get", index=index)[0]
         if not host["flags"] & IFF_UP or host.get_attr("IFLA_MTU") != mtu:
             ipr.link("set", index=index, mtu=mtu, state="up")
@@ -91,25 +91,34 @@ def _peer_is_inside(ipr: IPRoute, index: int, inner: IPRoute, port: Port) -> boo
         inner.link("get", index=inside)[0].get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND") == "veth"
 
 
-def _create_veth(ipr: IPRoute, inner: IPRoute, port: Port, name: str, mtu: int) -> None:
-    if _index(inner, port.ifname) is not None:
-        raise PortError(f"port {port.port_id}: {port.ifname} already exists in {port.netns} and is not ours")
-    temp = "tcn-" + name[4:]
-    stale = _index(ipr, temp)
-    if stale is not None:
-        ipr.link("del", index=stale)
-    ipr.link("add", ifname=name, kind="veth", peer={"ifname": temp}, mtu=mtu)
-    temp_index = _index(ipr, temp)
+def _create_veth(ipr: IPRoute, port: Port, name: str, mtu: int) -> int:
+    """One netlink request makes the pair, the host end up, with its instance end already in the instance's
+    namespace, named, with the port's MAC and MTU (never in the host namespace, where its name may be taken);
+    returns that end's index."""
     assert port.netns is not None
+    with entered(port.netns):
+        if linkdump.indexes([port.ifname]):
+            raise PortError(f"port {port.port_id}: {port.ifname} already exists in {port.netns} and is not ours")
     fd = os.open(port.netns, os.O_RDONLY)
     try:
-        ipr.link("set", index=temp_index, net_ns_fd=fd)
+        ipr.link("add", ifname=name, kind="veth", mtu=mtu, state="up",
+                 peer={"ifname": port.ifname, "net_ns_fd": fd, "address": port.mac, "mtu": mtu})
     finally:
         os.close(fd)
-    moved = _index(inner, temp)
-    if moved is None:
+    with entered(port.netns):
+        inside = linkdump.indexes([port.ifname]).get(port.ifname)
+    if inside is None:
         raise PortError(f"port {port.port_id}: veth end did not arrive in {port.netns}")
-    inner.link("set", index=moved, ifname=port.ifname, address=port.mac, mtu=mtu)
+    return inside
+
+
+def _configure_new(inner: IPRoute, port: Port, index: int) -> list[str]:
+    """The instance end of a veth made just now: up, its address and default route (nothing to read first)."""
+    inner.link("set", index=index, state="up")
+    inner.addr("add", index=index, address=port.ip, prefixlen=port.prefix_len)
+    inner.route("replace", dst="0.0.0.0/0", gateway=port.gateway, oif=index)
+    return [f"address {port.ip}/{port.prefix_len} on {port.port_id}",
+            f"default route of {port.port_id} via {port.gateway}"]
 
 
 def _configure_inside(inner: IPRoute, port: Port, mtu: int) -> list[str]:

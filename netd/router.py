@@ -85,6 +85,9 @@ class Router:
         self.namespaces = namespaces
         self._rulesets: dict[int, OwnedRuleset] = {}
         self.verify = True  # passed on to the routers' rulesets (OwnedRuleset.verify)
+        self._shapes: dict[int, str] = {}  # vni -> the VPC (without ports and DNS) its router was last built for
+        self._neighbours: dict[int, dict[str, str]] = {}  # vni -> the neighbour entries (ip -> MAC) last set
+        self.replaced_legs: set[int] = set()  # VNIs whose router leg was (re)made: it needs plugging again
 
     def present(self) -> set[int]:
         found = set()
@@ -99,18 +102,40 @@ class Router:
         return self.namespaces.path(vpc_names(vni).router_ns)
 
     def ensure(self, ipr: IPRoute, vpc: Vpc, local_ports: list[Port]) -> list[str]:
+        """A pass that trusts what this process built (``verify`` False) only adds and removes neighbour
+        entries when nothing but the VPC's ports changed since the router was last built: the plumbing of a
+        new port costs one netlink request here, not a check of the whole router."""
+        names = vpc_names(vpc.vni)
+        shape = vpc.model_dump_json(exclude={"dns_records", "remote_ports"})
+        neighbours = _neighbours(vpc, local_ports)
+        if self.verify or self._shapes.get(vpc.vni) != shape or not self.namespaces.exists(names.router_ns):
+            self._shapes.pop(vpc.vni, None)
+            changes = self._build(ipr, vpc, neighbours)
+            self._shapes[vpc.vni], self._neighbours[vpc.vni] = shape, neighbours
+        else:
+            changes = self._patch_neighbours(vpc, neighbours)
+        ruleset = self._rulesets.setdefault(vpc.vni, OwnedRuleset([ROUTER_TABLE], self.ns_path(vpc.vni)))
+        ruleset.verify = self.verify
+        return changes + ruleset.ensure([(ROUTER_TABLE, router_rules(vpc, local_ports))])
+
+    def _build(self, ipr: IPRoute, vpc: Vpc, neighbours: dict[str, str]) -> list[str]:
+        """Checks and repairs every part of the router (its namespace, links, addresses, routes, neighbours)."""
         names = vpc_names(vpc.vni)
         changes: list[str] = []
         if self.namespaces.create(names.router_ns):
             changes.append(f"created namespace {names.router_ns}")
+            self._forget(vpc.vni)  # a ruleset context of an earlier namespace of that name would act on that one
         path = self.ns_path(vpc.vni)
         sysctl("net.ipv4.conf.all.rp_filter", "0", path)
         sysctl("net.ipv4.conf.default.rp_filter", "0", path)
         host_addr, router_addr = transit_addresses(vpc.vni)
         try:
             with iproute_in(path) as inner:
-                changes += ensure_veth_pair(ipr, inner, path, names.router_leg, names.router_leg_peer, vpc.mtu,
-                                            router_mac(vpc.vni))
+                leg_changes = ensure_veth_pair(ipr, inner, path, names.router_leg, names.router_leg_peer, vpc.mtu,
+                                               router_mac(vpc.vni))
+                if leg_changes:
+                    self.replaced_legs.add(vpc.vni)
+                changes += leg_changes
                 changes += ensure_veth_pair(ipr, inner, path, names.transit, names.transit_peer, 1500)
                 transit = _index(ipr, names.transit)
                 leg, inner_transit = _index(inner, names.router_leg_peer), _index(inner, names.transit_peer)
@@ -122,28 +147,31 @@ class Router:
                 if {r.get_attr("RTA_GATEWAY") for r in default} != {host_addr}:
                     inner.route("replace", dst="0.0.0.0/0", gateway=host_addr, oif=inner_transit)
                     changes.append(f"default route of {names.router_ns}")
-                changes += self._sync_neighbours(inner, leg, vpc, local_ports)
+                have = {n.get_attr("NDA_DST"): (n.get_attr("NDA_LLADDR") or "").lower()
+                        for n in inner.get_neighbours(ifindex=leg, family=2) if n["state"] & NUD_PERMANENT}
+                changes += _sync_neighbours(inner, leg, vpc.vni, have, neighbours)
         except NetlinkError as exc:
             raise RouterError(f"router of vpc {vpc.vpc_id}: {exc}") from exc
-        ruleset = self._rulesets.setdefault(vpc.vni, OwnedRuleset([ROUTER_TABLE], path))
-        ruleset.verify = self.verify
-        changes += ruleset.ensure([(ROUTER_TABLE, router_rules(vpc, local_ports))])
         return changes
 
-    def _sync_neighbours(self, inner: IPRoute, leg: int, vpc: Vpc, local_ports: list[Port]) -> list[str]:
-        want = {p.ip: p.mac.lower() for p in vpc.remote_ports}
-        want.update({p.ip: p.mac.lower() for p in local_ports})
-        have = {n.get_attr("NDA_DST"): (n.get_attr("NDA_LLADDR") or "").lower()
-                for n in inner.get_neighbours(ifindex=leg, family=2) if n["state"] & NUD_PERMANENT}
-        changed = 0
-        for ip, mac in want.items():
-            if have.get(ip) != mac:
-                inner.neigh("replace", dst=ip, lladdr=mac, ifindex=leg, state=NUD_PERMANENT)
-                changed += 1
-        for ip in set(have) - set(want):
-            inner.neigh("del", dst=ip, ifindex=leg)
-            changed += 1
-        return [f"{changed} neighbour entries in {vpc_names(vpc.vni).router_ns}"] if changed else []
+    def _patch_neighbours(self, vpc: Vpc, want: dict[str, str]) -> list[str]:
+        """Neighbour entries changed by difference from the ones this process last set (no dump)."""
+        have = self._neighbours.get(vpc.vni, {})
+        if have == want:
+            return []
+        names = vpc_names(vpc.vni)
+        self._shapes.pop(vpc.vni, None)  # rebuilt by the next pass if this fails half-way
+        try:
+            with iproute_in(self.ns_path(vpc.vni)) as inner:
+                leg = _index(inner, names.router_leg_peer)
+                if leg is None:
+                    raise RouterError(f"router of vpc {vpc.vpc_id}: {names.router_leg_peer} is missing")
+                changes = _sync_neighbours(inner, leg, vpc.vni, have, want)
+        except NetlinkError as exc:
+            raise RouterError(f"router of vpc {vpc.vpc_id}: {exc}") from exc
+        self._shapes[vpc.vni] = vpc.model_dump_json(exclude={"dns_records", "remote_ports"})
+        self._neighbours[vpc.vni] = want
+        return changes
 
     def remove(self, ipr: IPRoute, vni: int) -> list[str]:
         names = vpc_names(vni)
@@ -153,10 +181,41 @@ class Router:
             if index is not None:
                 ipr.link("del", index=index)
                 changes.append(f"deleted {device}")
+        self._forget(vni)
         if self.namespaces.remove(names.router_ns):
             changes.append(f"deleted namespace {names.router_ns}")
-        self._rulesets.pop(vni, None)
         return changes
+
+    def _forget(self, vni: int) -> None:
+        self._shapes.pop(vni, None)
+        self._neighbours.pop(vni, None)
+        ruleset = self._rulesets.pop(vni, None)
+        if ruleset is not None:
+            ruleset.close()
+
+    def close(self) -> None:
+        """Releases the routers' nftables contexts (the routers stay)."""
+        for vni in list(self._rulesets):
+            self._forget(vni)
+
+
+def _neighbours(vpc: Vpc, local_ports: list[Port]) -> dict[str, str]:
+    """The router's permanent neighbour entries: every port of the VPC, remote and local (ip -> MAC)."""
+    want = {p.ip: p.mac.lower() for p in vpc.remote_ports}
+    want.update({p.ip: p.mac.lower() for p in local_ports})
+    return want
+
+
+def _sync_neighbours(inner: IPRoute, leg: int, vni: int, have: dict[str, str], want: dict[str, str]) -> list[str]:
+    changed = 0
+    for ip, mac in want.items():
+        if have.get(ip) != mac:
+            inner.neigh("replace", dst=ip, lladdr=mac, ifindex=leg, state=NUD_PERMANENT)
+            changed += 1
+    for ip in set(have) - set(want):
+        inner.neigh("del", dst=ip, ifindex=leg)
+        changed += 1
+    return [f"{changed} neighbour entries in {vpc_names(vni).router_ns}"] if changed else []
 
 
 def router_rules(vpc: Vpc, local_ports: list[Port]) -> str:

@@ -14,12 +14,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from netd.dirwatch import DirWatch
 from shared.hostlink import ControllerLink, LinkError
 from shared.netmodel import HostNetwork
 
 log = logging.getLogger("thecloud.netd.sources")
 WATCH_SECONDS = 30.0
 RETRY_SECONDS = 1.0
+WATCHED_POLL_SECONDS = 0.5  # the stat() safety net while inotify watches the spec file's directory
 
 
 class DesiredSource(ABC):
@@ -35,13 +37,16 @@ class DesiredSource(ABC):
 
 
 class SpecFileSource(DesiredSource):
-    """A JSON ``HostNetwork`` on disk, re-read whenever it changes (polled: cheap and works everywhere; a
-    stat() every 20 ms costs nothing measurable and keeps the poll out of the time to apply a change)."""
+    """A JSON ``HostNetwork`` on disk, re-read whenever it changes: inotify on its directory wakes netd at
+    once (``netd.dirwatch``), and a stat() every ``poll_seconds`` catches what inotify cannot see (the
+    directory replaced, inotify unavailable)."""
 
     def __init__(self, path: str, poll_seconds: float = 0.02) -> None:
         self.path = path
         self.poll_seconds = poll_seconds
         self._seen: tuple[int, int, int] | None = None
+        self._watch: DirWatch | None = None
+        self._watch_tried = False
 
     def _stamp(self) -> tuple[int, int, int] | None:
         try:
@@ -60,7 +65,25 @@ class SpecFileSource(DesiredSource):
                     return HostNetwork.model_validate(json.loads(text))
                 except (OSError, ValueError, ValidationError) as exc:
                     log.error("cannot use spec file", extra={"path": self.path, "error": str(exc)[:500]})
-            await asyncio.sleep(self.poll_seconds)
+            watch = self._watcher()
+            if watch is None:
+                await asyncio.sleep(self.poll_seconds)
+            else:
+                await watch.wait(max(self.poll_seconds, WATCHED_POLL_SECONDS))
+
+    def _watcher(self) -> DirWatch | None:
+        if not self._watch_tried:
+            self._watch_tried = True
+            try:
+                self._watch = DirWatch(os.path.dirname(os.path.abspath(self.path)))
+            except OSError as exc:
+                log.info("no inotify for the spec file; polling", extra={"error": str(exc)})
+        return self._watch
+
+    async def close(self) -> None:
+        if self._watch is not None:
+            self._watch.close()
+            self._watch = None
 
 
 def _read(path: str) -> str:

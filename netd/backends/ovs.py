@@ -12,8 +12,10 @@ bridge's ``external_ids`` (VNI, MTU, remote MACs), so a restarted netd adopts wh
 
 Cost per pass (a new port should carry traffic within ~200 ms of its document): inside a reconciler pass
 (``begin_pass``) one ovsdb snapshot is read and reused until this backend writes; writes to ``external_ids``
-only do not wait for ovs-vswitchd; and in a pass with ``full=False`` flows are changed by difference, without
-reading them back (``ovs_flows.FlowSync``). Outside a pass (direct calls) every call reads afresh and verifies.
+only do not wait for ovs-vswitchd; in a pass with ``full=False`` flows are changed by difference, without
+reading them back (``ovs_flows.FlowSync``); a new port's ofport is requested (``ofport_request``), so its
+flows go in while its devices are made and ovs-vswitchd adds it; and new remote ports cost one ``ovs-ofctl``
+run and one transaction. Outside a pass (direct calls) every call reads afresh and verifies.
 
 Userspace datapath and the underlay: with ``netdev``, OVS sends VXLAN packets itself, through its own route
 table (filled from the kernel's) and only out of an OVS bridge: the route to the remote VTEPs must point at
@@ -28,12 +30,13 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from netd.backends import ovs_hybrid as hybrid
 from netd.backends.base import BackendError, NetworkBackend
-from netd.backends.ovs_db import Bridge, Ovsdb, Snapshot
+from netd.backends.ovs_db import Bridge, Ovsdb, Snapshot, free_ofport
 from netd.backends.ovs_flows import FlowSync, wanted_flows
 from shared.netmodel import MAX_VNI, Port, Vpc, port_names, vpc_names
 
@@ -48,7 +51,6 @@ MTU_KEY = "thecloud-mtu"
 FDB_KEY = "thecloud-fdb"
 FLOWS_KEY = "thecloud-flows"
 PORT_KEY = "thecloud-port-id"
-
 
 
 def tunnel_name(vni: int, remote_vtep: str) -> str:
@@ -75,6 +77,14 @@ class Op:
 
 def _cmd(method: str, *args: Any, **kwargs: Any) -> Op:
     return Op(method, args, kwargs)
+
+
+def _builder(ops: list[Op]) -> Any:
+    def build(api: Any, txn: Any) -> None:
+        for op in ops:
+            op.add_to(api, txn)
+
+    return build
 
 
 def _rundir_of(endpoint: str) -> str:
@@ -124,30 +134,44 @@ class OvsBackend(NetworkBackend):
 
     def _commit(self, ops: list[Op]) -> None:
         if ops:
-            def build(api: Any, txn: Any) -> None:
-                for op in ops:
-                    op.add_to(api, txn)
-
             self._snap = None
-            self.db.commit(build, wait_vswitchd=any(op.for_vswitchd for op in ops))
+            self.db.commit(_builder(ops), wait_vswitchd=any(op.for_vswitchd for op in ops))
 
     def _target(self, bridge_name: str) -> str:
         return f"unix:{self.rundir}/{bridge_name}.mgmt"
 
     def _sync_flows(self, bridge_name: str) -> list[str]:
-        snap = self._snapshot()
+        return self._start_flows(bridge_name)()
+
+    def _start_flows(self, bridge_name: str, snap: Snapshot | None = None, pending: int | None = None,
+                     fdb: dict[str, str] | None = None, ops: list[Op] | None = None) -> Callable[[], list[str]]:
+        """Starts making the bridge's flows right; the returned call finishes it. ``pending``: the ofport of a
+        local port about to be added (not in ``snap`` yet): its flows go in first, so traffic flows as soon as
+        ovs-vswitchd has the port. ``fdb``: the remote MACs to use instead of the bridge's recorded ones, and
+        ``ops`` (external_ids writes, such as that new record) go into the transaction that records the flows."""
+        snap = snap or self._snapshot()
         bridge = snap.bridges.get(bridge_name)
         if bridge is None:
-            return []
+            return list
         ifaces = [i for i in snap.ifaces.values() if i.bridge == bridge_name and i.ofport and i.ofport > 0]
         tunnels = {i.options["remote_ip"]: i.ofport for i in ifaces if i.type == "vxlan" and i.ofport}
         locals_ = [int(i.ofport) for i in ifaces if i.type not in ("vxlan", "internal") and i.ofport]
-        fdb = json.loads(bridge.external_ids.get(FDB_KEY) or "{}")
+        if pending is not None and pending not in locals_:
+            locals_.append(pending)
+        if fdb is None:
+            fdb = json.loads(bridge.external_ids.get(FDB_KEY) or "{}")
         flows = wanted_flows(tunnels, locals_, fdb)
-        done = self.flows.sync(self._target(bridge_name), flows, bridge.external_ids.get(FLOWS_KEY), self._verify)
-        if done.record is not None:
-            self._commit([_cmd("db_set", "Bridge", bridge_name, ("external_ids", {FLOWS_KEY: done.record}))])
-        return [f"installed {len(flows)} flows on {bridge_name}"] if done.changed else []
+        running = self.flows.start(self._target(bridge_name), flows, bridge.external_ids.get(FLOWS_KEY),
+                                   self._verify)
+
+        def finish() -> list[str]:
+            done = running()
+            record = [] if done.record is None else [
+                _cmd("db_set", "Bridge", bridge_name, ("external_ids", {FLOWS_KEY: done.record}))]
+            self._commit([*(ops or []), *record])
+            return [f"installed {len(flows)} flows on {bridge_name}"] if done.changed else []
+
+        return finish
 
     def _check_ports(self, bridge_name: str, names: set[str]) -> None:
         """ovsdbapp only logs ports ovs-vswitchd could not open: turn that into an error to retry."""
@@ -165,6 +189,12 @@ class OvsBackend(NetworkBackend):
         ops: list[Op] = []
         changes = self._bridge_ops(snap.bridges.get(name), vpc, ops)
         added = self._tunnel_ops(snap, vpc, local_vtep, ops, changes)
+        if name in snap.bridges and not any(op.for_vswitchd for op in ops):
+            orphans = self._remove_orphans(name)
+            if not orphans:  # only remote ports changed (the usual case): one ovs-ofctl run, one transaction
+                fdb = {p.mac.lower(): p.vtep for p in vpc.remote_ports}
+                return changes + self._start_flows(name, snap, fdb=fdb, ops=ops)()
+            changes += orphans
         self._commit(ops)
         if added:
             self._check_ports(name, added)
@@ -299,14 +329,23 @@ class OvsBackend(NetworkBackend):
         return [*changes, f"plugged {device} into {bridge}", *self._sync_flows(bridge)]
 
     def plug_port(self, port: Port, vni: int) -> list[str]:
+        """A new port costs one ``ovs-ofctl`` run, one ovsdb transaction and the hybrid plug's netlink requests,
+        overlapped: its ofport is chosen here (``ofport_request``), so its flows are installed while the
+        devices are made and while ovs-vswitchd adds the port."""
         names = port_names(port.port_id)
         device = names.tap if port.kind == "tap" else names.veth
         snap = self._snapshot()
         bridge = self._bridge(snap, vni)
         mtu = int(bridge.external_ids.get(MTU_KEY) or DEFAULT_MTU)
-        recreated = not hybrid.link_exists(names.hybrid_uplink_peer)
-        changes = hybrid.ensure_hybrid(names, device, mtu)
         current = snap.ifaces.get(names.hybrid_uplink_peer)
+        have = current.ofport if current is not None and current.bridge == bridge.name else None
+        ofport = have if have is not None and have > 0 else free_ofport(snap, bridge.name, port.port_id)
+        flows = self._start_flows(bridge.name, snap, pending=ofport)
+        try:
+            changes, recreated = hybrid.ensure_hybrid(names, device, mtu)
+        except BaseException:
+            flows()
+            raise
         if current is not None and current.mtu_request != mtu:
             changes.append(f"set mtu {mtu} on {names.hybrid_uplink_peer}")
         ids = {PORT_KEY: port.port_id, "iface-id": port.port_id, "attached-mac": port.mac.lower()}
@@ -314,11 +353,20 @@ class OvsBackend(NetworkBackend):
         moved = self._attach_ops(snap, bridge.name, names.hybrid_uplink_peer, ids, ops, force=recreated)
         if moved or current is None or current.mtu_request != mtu:
             ops.append(_cmd("db_set", "Interface", names.hybrid_uplink_peer, ("mtu_request", mtu)))
-        self._commit(ops)
         if not moved:
-            return changes
+            self._commit(ops)
+            return changes + flows()
+        ops.append(_cmd("db_set", "Interface", names.hybrid_uplink_peer, ("ofport_request", ofport)))
+        self._snap = None
+        added = self.db.commit_soon(_builder(ops), wait_vswitchd=True)
+        try:
+            flow_changes = flows()
+        finally:
+            added.result()
         self._check_ports(bridge.name, {names.hybrid_uplink_peer})
-        return [*changes, f"plugged port {port.port_id} into {bridge.name}", *self._sync_flows(bridge.name)]
+        if self._snapshot().ifaces[names.hybrid_uplink_peer].ofport != ofport:  # the request was not granted
+            flow_changes += self._sync_flows(bridge.name)
+        return [*changes, f"plugged port {port.port_id} into {bridge.name}", *flow_changes]
 
     def unplug_port(self, port_id: str, sync: bool = True) -> list[str]:
         names = port_names(port_id)

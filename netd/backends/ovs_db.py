@@ -8,15 +8,18 @@ it (ovsdbapp bumps ``next_cfg`` and waits for ``cur_cfg``), so kernel devices ex
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from netd.backends.base import BackendError
 
 log = logging.getLogger(__name__)
+OFPORT_BASE, OFPORT_SPAN = 1000, 60000  # instance ports' ofports: 1000..60999 (OpenFlow's limit is 65279)
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,7 @@ class Iface:
     options: dict[str, str]
     external_ids: dict[str, str]
     ofport: int | None
+    ofport_request: int | None
     error: str | None
     mtu_request: int | None
     bridge: str | None  # None: an Interface row whose Port is not on any bridge (never ours)
@@ -46,6 +50,15 @@ class Snapshot:
     ifaces: dict[str, Iface]  # one Interface per Port here (no bonds), keyed by name
 
 
+def free_ofport(snap: Snapshot, bridge: str, port_id: str) -> int:
+    """An OpenFlow port number for a new instance port: derived from its id (so a number freed by a deleted
+    port, which learned flows may still name, is not handed to the next port), the next free one if taken."""
+    used = {n for i in snap.ifaces.values() if i.bridge == bridge for n in (i.ofport, i.ofport_request) if n}
+    start = int(hashlib.sha256(port_id.encode()).hexdigest()[:8], 16) % OFPORT_SPAN
+    return next(OFPORT_BASE + (start + n) % OFPORT_SPAN for n in range(OFPORT_SPAN)
+                if OFPORT_BASE + (start + n) % OFPORT_SPAN not in used)
+
+
 def _optional(value: Any) -> Any:
     """OVSDB optional columns come back as ``[]`` when unset and as the value (or ``[value]``) when set."""
     if isinstance(value, list):
@@ -62,6 +75,7 @@ class Ovsdb:
         self._api: Any = None
         self._conn: Any = None
         self._lock = threading.Lock()
+        self._background: ThreadPoolExecutor | None = None
 
     def api(self) -> Any:
         with self._lock:
@@ -88,7 +102,8 @@ class Ovsdb:
                     "Bridge", columns=["name", "ports", "datapath_type", "fail_mode", "external_ids"]))
                 ports = txn.add(api.db_list("Port", columns=["_uuid", "name", "interfaces"]))
                 ifaces = txn.add(api.db_list("Interface", columns=[
-                    "_uuid", "name", "type", "options", "external_ids", "ofport", "error", "mtu_request"]))
+                    "_uuid", "name", "type", "options", "external_ids", "ofport", "ofport_request", "error",
+                    "mtu_request"]))
         except Exception as exc:
             raise BackendError(f"ovsdb read failed: {exc}") from exc
         port_names = {row["_uuid"]: row["name"] for row in ports.result}
@@ -108,6 +123,7 @@ class Ovsdb:
             result_ifaces[row["name"]] = Iface(
                 name=row["name"], type=row["type"], options=dict(row["options"]),
                 external_ids=dict(row["external_ids"]), ofport=_optional(row["ofport"]),
+                ofport_request=_optional(row["ofport_request"]),
                 error=_optional(row["error"]), mtu_request=_optional(row["mtu_request"]),
                 bridge=bridge_of.get(port) if port else None)
         return Snapshot(bridges=result_bridges, ifaces=result_ifaces)
@@ -131,8 +147,20 @@ class Ovsdb:
         except Exception as exc:
             raise BackendError(f"ovsdb transaction failed: {exc}") from exc
 
+    def commit_soon(self, build: Callable[[Any, Any], None], wait_vswitchd: bool = True) -> Future[None]:
+        """``commit`` in a thread of its own: the caller does other work (an OpenFlow change) while
+        ovs-vswitchd applies the transaction, and takes the outcome from the future."""
+        self.api()
+        with self._lock:
+            if self._background is None:
+                self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="netd-ovsdb")
+            return self._background.submit(self.commit, build, wait_vswitchd)
+
     def close(self) -> None:
         with self._lock:
+            if self._background is not None:
+                self._background.shutdown()
+                self._background = None
             if self._conn is not None:
                 try:
                     self._conn.stop(timeout=self.timeout)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import re
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from netd.backends.base import BackendError
@@ -58,15 +59,38 @@ def wanted_flows(tunnels: dict[str, int], locals_: list[int], fdb: dict[str, str
 
 
 def _ofctl(command: str, target: str, *args: str, options: tuple[str, ...] = (), stdin: str | None = None) -> str:
+    return _ofctl_finish(_ofctl_start(command, target, *args, options=options, stdin=stdin), command, target)
+
+
+def _ofctl_start(command: str, target: str, *args: str, options: tuple[str, ...] = (),
+                 stdin: str | None = None) -> subprocess.Popen[str]:
+    """Starts ``ovs-ofctl`` with its input written and closed already (it runs while the caller goes on)."""
     argv = ["ovs-ofctl", "--no-names", *options, command, target, *args]
     try:
-        done = subprocess.run(argv, input=stdin, capture_output=True, text=True,  # noqa: S603
-                              timeout=OFCTL_SECONDS, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
+        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,  # noqa: S603
+                                stderr=subprocess.PIPE, text=True)
+    except OSError as exc:
         raise BackendError(f"ovs-ofctl {command}: {exc}") from exc
-    if done.returncode != 0:
-        raise BackendError(f"ovs-ofctl {command} {target}: {done.stderr.strip()[:300]}")
-    return done.stdout
+    assert proc.stdin is not None
+    try:
+        with proc.stdin:
+            proc.stdin.write(stdin or "")
+    except OSError:
+        pass  # it exited early: _ofctl_finish reports why
+    proc.stdin = None
+    return proc
+
+
+def _ofctl_finish(proc: subprocess.Popen[str], command: str, target: str) -> str:
+    try:
+        out, err = proc.communicate(timeout=OFCTL_SECONDS)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        proc.kill()
+        proc.wait()
+        raise BackendError(f"ovs-ofctl {command}: {exc}") from exc
+    if proc.returncode != 0:
+        raise BackendError(f"ovs-ofctl {command} {target}: {err.strip()[:300]}")
+    return out
 
 
 _VOLATILE = re.compile(r"\b(duration|n_packets|n_bytes|idle_age|hard_age)=[^,\s]+,?\s*")
@@ -129,13 +153,30 @@ class FlowSync:
     def sync(self, target: str, flows: list[str], recorded: str | None, verify: bool) -> SyncResult:
         """``recorded``: "<wanted>:<installed>" digests the bridge carries from the last sync ("<wanted>:" after
         a trusting one); ``verify=False``: trust the flows this process installed on ``target`` (no readback)."""
+        return self.start(target, flows, recorded, verify)()
+
+    def start(self, target: str, flows: list[str], recorded: str | None,
+              verify: bool) -> Callable[[], SyncResult]:
+        """``sync`` in two halves: a trusting change starts ``ovs-ofctl`` and returns at once, and the returned
+        call waits for it (the caller plugs devices meanwhile); anything else is done before returning."""
         known = self._installed.get(target)
         if not verify and known is not None:
             if known.flows == flows:
-                return SyncResult(False, None)
-            self._apply(target, diff_batch(known.flows, flows))
-            self._installed[target] = _Installed(list(flows), verified=False)
-            return SyncResult(True, f"{_digest(flows)}:")  # how the switch renders them: read at the next verify
+                return lambda: SyncResult(False, None)
+            running = _ofctl_start("add-flows", target, "-", options=("--bundle",),
+                                   stdin="\n".join(diff_batch(known.flows, flows)) + "\n")
+
+            def finish() -> SyncResult:
+                _ofctl_finish(running, "add-flows", target)
+                self._installed[target] = _Installed(list(flows), verified=False)
+                return SyncResult(True, f"{_digest(flows)}:")  # how the switch renders them: read at the next verify
+
+            return finish
+        result = self._sync_verified(target, flows, recorded, known)
+        return lambda: result
+
+    def _sync_verified(self, target: str, flows: list[str], recorded: str | None,
+                       known: _Installed | None) -> SyncResult:
         wanted = _digest(flows)
         lines = _installed_lines(target)
         record = f"{wanted}:{_digest(lines)}"

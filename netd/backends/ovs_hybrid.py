@@ -17,10 +17,10 @@ import logging
 from typing import Any
 
 from pyroute2 import IPRoute
-from pyroute2.ethtool import Ethtool
 
 from netd import linkdump
 from netd.backends.base import BackendError
+from netd.ethtool import disable_tx_checksum_here
 from netd.nsutil import entered
 from shared.netmodel import PortNames
 
@@ -38,33 +38,12 @@ def _link(ipr: Any, index: int) -> Any:
     return ipr.get_links(index)[0]
 
 
-def link_exists(name: str) -> bool:
-    with IPRoute() as ipr:
-        return _index(ipr, name) is not None
-
-
-def _disable_tx_checksum_here(ifname: str) -> bool:
-    ethtool = Ethtool()
-    try:
-        features = ethtool.get_features(ifname)
-        changed = False
-        for key, feature in features.features.items():
-            if key.startswith("tx-checksum") and feature.enable:
-                feature.enable = False
-                changed = True
-        if changed:
-            ethtool.set_features(ifname, features)
-        return changed
-    finally:
-        ethtool.close()
-
-
 def disable_tx_checksum(ifname: str, netns: str | None = None) -> bool:
     """Switches transmit checksum offload off on ``ifname`` (inside the namespace file ``netns``, if given).
     Returns whether anything changed."""
     try:
         with entered(netns):
-            return _disable_tx_checksum_here(ifname)
+            return disable_tx_checksum_here(ifname)
     except OSError as exc:
         raise BackendError(f"cannot switch off tx checksum offload on {ifname}: {exc}") from exc
 
@@ -85,14 +64,19 @@ def _ensure_master(ipr: Any, name: str, index: int, master: int, changes: list[s
         changes.append(f"attached {name} to its hybrid bridge")
 
 
-def ensure_hybrid(names: PortNames, device: str, mtu: int) -> list[str]:
+def ensure_hybrid(names: PortNames, device: str, mtu: int) -> tuple[list[str], bool]:
     """The port's hybrid bridge and uplink veth pair exist, with ``device`` and the uplink on the bridge, the
-    VPC's MTU everywhere and everything up. The uplink peer (an OVS port) is the caller's to plug."""
+    VPC's MTU everywhere and everything up. The uplink peer (an OVS port) is the caller's to plug. Returns the
+    changes and whether the uplink pair was made anew (then its OVS port must be added again)."""
     changes: list[str] = []
+    found = linkdump.indexes([device, names.hybrid_bridge, names.hybrid_uplink, names.hybrid_uplink_peer])
+    dev = found.get(device)
+    if dev is None:
+        raise BackendError(f"port device {device} does not exist")
+    made = names.hybrid_uplink not in found or names.hybrid_uplink_peer not in found
     with IPRoute() as ipr:
-        dev = _index(ipr, device)
-        if dev is None:
-            raise BackendError(f"port device {device} does not exist")
+        if len(found) == 1:
+            return _create_hybrid(ipr, names, device, dev, mtu), True
         bridge = _index(ipr, names.hybrid_bridge)
         if bridge is None:
             ipr.link("add", ifname=names.hybrid_bridge, kind="bridge", br_stp_state=0, br_forward_delay=0)
@@ -115,7 +99,28 @@ def ensure_hybrid(names: PortNames, device: str, mtu: int) -> list[str]:
             _ensure_up_mtu(ipr, name, index, mtu, changes)
         _ensure_master(ipr, names.hybrid_uplink, uplink, bridge, changes)
         _ensure_master(ipr, device, dev, bridge, changes)
-    return changes
+    return changes, made
+
+
+def _create_hybrid(ipr: Any, names: PortNames, device: str, dev: int, mtu: int) -> list[str]:
+    """A new port's hybrid plug in as few netlink requests as it takes (each one costs about a millisecond):
+    the bridge and the uplink are made up, with their MTU and the uplink's master set in the same request."""
+    ipr.link("add", ifname=names.hybrid_bridge, kind="bridge", br_stp_state=0, br_forward_delay=0, mtu=mtu,
+             state="up")
+    bridge = linkdump.indexes([names.hybrid_bridge]).get(names.hybrid_bridge)
+    if bridge is None:
+        raise BackendError(f"hybrid bridge {names.hybrid_bridge} did not appear")
+    ipr.link("add", ifname=names.hybrid_uplink, kind="veth", mtu=mtu, master=bridge, state="up",
+             peer={"ifname": names.hybrid_uplink_peer, "mtu": mtu})
+    peer = linkdump.indexes([names.hybrid_uplink_peer]).get(names.hybrid_uplink_peer)
+    if peer is None:
+        raise BackendError(f"veth {names.hybrid_uplink}/{names.hybrid_uplink_peer} did not appear")
+    ipr.link("set", index=peer, state="up")
+    disable_tx_checksum(names.hybrid_uplink)
+    ipr.link("set", index=dev, master=bridge, mtu=mtu, state="up")
+    return [f"created hybrid bridge {names.hybrid_bridge}",
+            f"created veth {names.hybrid_uplink}/{names.hybrid_uplink_peer}",
+            f"attached {device} to its hybrid bridge"]
 
 
 def remove_hybrid(names: PortNames) -> list[str]:

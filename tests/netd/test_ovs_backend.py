@@ -150,6 +150,9 @@ def test_ports_on_three_hosts_talk_over_vxlan_and_reconcile_idempotently(lab: La
         assert f"created ovs bridge {vpc_names(0x10).bridge} (netdev)" in first
         assert host.backend.call("plug_port", port, 0x10)
     assert tunnels(h0, 0x10) == {h1.vtep, h2.vtep}
+    requested = h0.ovs.vsctl("get", "Interface", port_names("pa").hybrid_uplink_peer, "ofport_request").strip()
+    assert 1000 <= int(requested) < 61000  # netd picks it, so the port's flows go in while OVS adds the port
+    assert h0.ovs.vsctl("get", "Interface", port_names("pa").hybrid_uplink_peer, "ofport").strip() == requested
     # the first packet towards a VTEP can be lost while OVS resolves the VTEP's MAC (userspace tunneling)
     until(lambda: ping(a_ns, "10.9.0.12") and ping(a_ns, "10.9.0.13") and ping(c_ns, "10.9.0.12"))
     lab.servers.append(start_server(b_ns, "b"))
