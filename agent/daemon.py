@@ -10,10 +10,11 @@ import contextlib
 import logging
 import signal
 from dataclasses import dataclass, field
+from importlib import metadata
 
 from aiohttp import web
 
-from agent import capacity
+from agent import capacity, image_prune
 from agent.applied import AppliedActions
 from agent.drivers import load_driver
 from agent.drivers.base import Driver
@@ -25,7 +26,10 @@ from shared.hostidentity import HostIdentity, save_meta
 from shared.hostlink import HostRejected, LinkError, link_for
 
 log = logging.getLogger("thecloud.agent")
-VERSION = "0.1.0"
+try:  # what the heartbeat reports as agent_version: the installed wheel's, so an upgrade shows up
+    VERSION = metadata.version("thecloud")
+except metadata.PackageNotFoundError:  # a source tree that was never installed
+    VERSION = "0.0.0+unknown"
 WATCH_SECONDS = 25.0
 RESYNC_SECONDS = 10.0
 
@@ -41,6 +45,7 @@ class AgentConfig:
     traits: list[str] = field(default_factory=list)
     capacity: capacity.CapacityConfig = field(default_factory=capacity.CapacityConfig)
     driver_options: dict[str, str] = field(default_factory=dict)
+    image_cache_grace: float = image_prune.DEFAULT_GRACE_SECONDS  # seconds an unused cached VM image is kept
 
 
 class AgentDaemon:
@@ -53,6 +58,7 @@ class AgentDaemon:
         self.reconciler.progress = self._report_quietly
         self.images = ImageCache(config.data_dir, self._fetch_blob, on_ready=lambda: self._wake.set())
         self.reconciler.images = self.images
+        self.reconciler.image_grace = config.image_cache_grace
         self.desired: Desired | None = None
         self.host_state = "unknown"
         self._stop = asyncio.Event()

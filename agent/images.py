@@ -53,6 +53,11 @@ class ImageCache:
     def path(self, sha256: str) -> str:
         return self.blobs.path(sha256)
 
+    @property
+    def busy(self) -> set[str]:
+        """The blobs being fetched right now."""
+        return set(self._tasks)
+
     def prepare(self, vm_image: dict[str, Any]) -> Prepared:
         """The local paths for an instance's ``vm_image`` (from the desired state); starts missing fetches."""
         out = Prepared()

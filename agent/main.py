@@ -7,6 +7,7 @@ import sys
 import click
 
 from agent.capacity import CapacityConfig
+from agent.image_prune import DEFAULT_GRACE_SECONDS
 from shared import logs
 from shared.hostidentity import IdentityError
 
@@ -79,10 +80,14 @@ def _parse_pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
 @click.option("--reserved-memory-mb", type=int, default=512, show_default=True)
 @click.option("--cpu-allocation-ratio", type=float, default=4.0, show_default=True)
 @click.option("--driver-option", "driver_options", multiple=True, help="KEY=VALUE passed to the driver")
+@click.option("--image-cache-grace", type=click.FloatRange(min=0), default=DEFAULT_GRACE_SECONDS,
+              show_default=True, envvar="THECLOUD_AGENT_IMAGE_CACHE_GRACE",
+              help="seconds a cached VM image no instance here uses any more is kept before it is removed")
 @click.option("--log-level", default="INFO")
 def run(data_dir: str, driver: str, listen: str, advertise: str, controllers: tuple[str, ...],
         heartbeat_interval: float | None, traits: tuple[str, ...], totals: tuple[str, ...], reserved_memory_mb: int,
-        cpu_allocation_ratio: float, driver_options: tuple[str, ...], log_level: str) -> None:
+        cpu_allocation_ratio: float, driver_options: tuple[str, ...], image_cache_grace: float,
+        log_level: str) -> None:
     """Run the agent in the foreground."""
     from agent.daemon import AgentConfig, serve
     from shared import hostidentity as identity_mod
@@ -102,7 +107,7 @@ def run(data_dir: str, driver: str, listen: str, advertise: str, controllers: tu
         heartbeat_interval=heartbeat_interval, traits=list(traits),
         capacity=CapacityConfig(reserved_memory_mb=reserved_memory_mb, cpu_allocation_ratio=cpu_allocation_ratio,
                                 totals={k: int(v) for k, v in parsed_totals.items()}),
-        driver_options=_parse_pairs(driver_options, "--driver-option"))
+        driver_options=_parse_pairs(driver_options, "--driver-option"), image_cache_grace=image_cache_grace)
     try:
         serve(config, identity)
     except OSError as exc:

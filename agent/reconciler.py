@@ -7,13 +7,16 @@ Without desired state (no controller reachable since start) nothing is touched.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent import image_prune
 from agent.applied import AppliedActions
 from agent.drivers.base import (
     RUNNING,
@@ -77,6 +80,9 @@ class Reconciler:
         self._failed_at: dict[tuple[str, int], tuple[float, str]] = {}
         self.progress: Callable[[list[dict[str, Any]]], Awaitable[None]] | None = None
         self.images: ImageCache | None = None  # VMs' images (None: specs go to the driver as they are)
+        self.image_grace = image_prune.DEFAULT_GRACE_SECONDS  # an unused cached image is kept this long
+        self.prune_interval = image_prune.PRUNE_INTERVAL_SECONDS
+        self._pruned_at = -math.inf
 
     async def run_once(self, desired: Desired | None) -> tuple[str, list[dict[str, Any]]]:
         actual = {a.id: a for a in await self.driver.list_instances()}
@@ -90,6 +96,7 @@ class Reconciler:
         await self._announce_creates(desired, actual)
         for item in desired.instances.values():
             await self._converge(item, actual.get(item["id"]), step)
+        await self._prune_images(desired, actual, step)
         reason = "; ".join(step.done + step.failed) or f"{len(desired.instances)} instance(s) as desired"
         return reason, step.reports
 
@@ -208,6 +215,20 @@ class Reconciler:
             step.reports.append({"id": ident, "generation": generation, "status": "creating", "reason": reason})
             return None
         return dataclasses.replace(spec, **prepared.paths)
+
+    async def _prune_images(self, desired: Desired, actual: dict[str, ActualInstance], step: Pass) -> None:
+        """Now and then: cached VM image blobs no instance here uses any more go after ``image_grace``."""
+        if self.images is None or time.monotonic() - self._pruned_at < self.prune_interval:
+            return
+        used = image_prune.in_use(desired.instances, actual)
+        if used is None:  # an instance here the desired state does not list: its image is unknown
+            return
+        self._pruned_at = time.monotonic()
+        removed = await asyncio.to_thread(image_prune.prune, self.images.blobs, used, self.images.busy,
+                                          self.image_grace)
+        if removed:
+            step.done.append(f"pruned {len(removed)} unused image blob(s) "
+                             f"({', '.join(p.sha256[:12] for p in removed)})")
 
     async def _observe(self, ident: str, generation: int) -> dict[str, Any]:
         for instance in await self.driver.list_instances():

@@ -77,6 +77,7 @@ class PlacementRequest:
     group_hosts: frozenset[str] = frozenset()  # hosts the group's other members already use
     exclude_hosts: frozenset[str] = frozenset()  # e.g. the host an instance is moved off
     required_host: str | None = None  # the only host that may take it (where its volumes are)
+    busy_port_hosts: frozenset[str] = frozenset()  # hosts where one of its host ports is already published
 
     def __post_init__(self) -> None:
         if self.group_policy is not None and self.group_policy not in GROUP_POLICIES:

@@ -40,7 +40,7 @@ from typing import Any, ClassVar, TypeVar
 import libvirt
 
 from agent.drivers import libvirt_disks as disks
-from agent.drivers import libvirt_pty, libvirt_volumes
+from agent.drivers import libvirt_pty, libvirt_resize, libvirt_volumes
 from agent.drivers.base import (
     ActualInstance,
     Driver,
@@ -326,14 +326,30 @@ class LibvirtDriver(Driver):
         await self._call(start)
 
     async def update(self, spec: InstanceSpec) -> None:
-        """Volumes attach and detach live (hot-plug); a new size is refused (not supported for VMs yet)."""
+        """Volumes attach and detach live (hot-plug); a new size is a cold resize (see ``resize``)."""
         async with self._lock(spec.id):
             d = await self._newest(spec.id)
             running = d.state == libvirt.VIR_DOMAIN_RUNNING
             await self._call(libvirt_volumes.sync, d.dom, spec, running)
             info = await self._call(d.dom.info)  # [state, max memory KiB, memory KiB, vcpus, cpu time]
-        if (int(info[3]), int(info[1]) // 1024) != (max(1, spec.vcpus), max(16, spec.memory_mb)):
-            await self.resize(spec.id, spec.vcpus, spec.memory_mb)
+            overlay = os.path.join(self.instance_dir(spec.id, d.meta.generation), "disk.qcow2")
+            grow = await libvirt_resize.overlay_too_small(overlay, spec.disk_gb)
+        if grow or (int(info[3]), int(info[1]) // 1024) != (max(1, spec.vcpus), max(16, spec.memory_mb)):
+            await self.resize(spec.id, spec.vcpus, spec.memory_mb, disk_gb=spec.disk_gb)
+
+    async def resize(self, instance_id: str, vcpus: int, memory_mb: int, disk_gb: int | None = None) -> None:
+        """Cold: the domain is shut down (gracefully, as for ``stop``), defined again with the new vcpus and
+        memory, its overlay grown to ``disk_gb`` (disks only grow), and started again if it was running."""
+        async with self._lock(instance_id):
+            d = await self._newest(instance_id)
+            was_active = await self._call(still_active, d.dom)
+            await self._stop(d)
+            if disk_gb is not None:
+                overlay = os.path.join(self.instance_dir(instance_id, d.meta.generation), "disk.qcow2")
+                await libvirt_resize.grow_overlay(overlay, disk_gb)
+            await self._call(lambda: libvirt_resize.redefine(self._conn(), d.dom, max(1, vcpus), max(16, memory_mb)))
+            if was_active:
+                await self._start(d)
 
     async def start(self, instance_id: str) -> None:
         async with self._lock(instance_id):

@@ -9,7 +9,9 @@ from pydantic import Field, model_validator
 from controller.api.schemas import Name, Request, Response
 
 NAME_MAX_LENGTH = 64  # of schemas.Name
-ImageRef = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/:@+-]*$")]
+# only bounded here: the service checks a container's reference against Docker's grammar (shared/imageref.py)
+# and a VM's against the registered images, each refusing with a 400 that names the problem
+ImageRef = Annotated[str, Field(min_length=1, max_length=1024)]
 Zone = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
 Trait = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_:.-]+$")]
 Tag = Annotated[str, Field(min_length=1, max_length=64)]

@@ -79,6 +79,12 @@ class Port(Response):
     state: str
 
 
+class PortUpdate(Request):
+    """The port's new security groups (ids, or names of groups of the port's VPC): they replace the old ones."""
+
+    security_groups: Annotated[list[Ref], Field(min_length=1, max_length=16)]
+
+
 class PortPage(Response):
     items: list[Port]
     next_marker: str | None

@@ -126,6 +126,7 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("DELETE", "/v1/subnets/{subnet}"): Rule(WRITERS),
     ("GET", "/v1/ports"): Rule(ALL),
     ("GET", "/v1/ports/{port}"): Rule(ALL),
+    ("PATCH", "/v1/ports/{port}"): Rule(WRITERS),
     ("POST", "/v1/security-groups"): Rule(WRITERS),
     ("GET", "/v1/security-groups"): Rule(ALL),
     ("GET", "/v1/security-groups/{sg}"): Rule(ALL),

@@ -134,6 +134,8 @@ NETWORK_ROUTES: tuple[Route, ...] = (
     Route("GET", "/v1/ports", net.list_ports, "List ports (instance NICs)", response=ns.PortPage,
           query=(*LIST_QUERY, *_tenant_query("vpc", "subnet"))),
     Route("GET", "/v1/ports/{port}", net.get_port, "Show a port", response=ns.Port, query=_tenant_query()),
+    Route("PATCH", "/v1/ports/{port}", net.update_port, "Replace a port's security groups (groups of its VPC)",
+          body=ns.PortUpdate, response=ns.Port, query=("tenant",), audit="port.update"),
     Route("POST", "/v1/security-groups", net.create_group, "Create a security group in a VPC",
           body=ns.SecurityGroupCreate, response=ns.SecurityGroup, status=201, query=("tenant",),
           audit="security_group.create"),

@@ -17,6 +17,7 @@ from controller.state import idempotency, quotas
 from controller.state import instances as instance_state
 from controller.state.data import StateData
 from controller.state.errors import ApplyError
+from shared import imageref
 
 PLACEMENT_ATTEMPTS = 5
 DEFAULT_TYPES: dict[str, dict[str, int]] = {
@@ -69,8 +70,14 @@ def _spec(data: StateData, body: dict[str, Any]) -> dict[str, Any]:
     zone = spec.get("zone")
     if zone is not None and zone not in {h["zone"] for h in data.hosts.values()}:
         raise bad_request(f"unknown zone {zone!r}: no host is in it")
-    if spec.get("kind") == "vm" and spec.get("image") not in data.images:  # containers: Docker references
-        raise bad_request(f"unknown image {spec.get('image')!r}; see GET /v1/images")
+    if spec.get("kind") == "vm":  # VMs boot registered images, containers Docker references
+        if spec.get("image") not in data.images:
+            raise bad_request(f"unknown image {spec.get('image')!r}; see GET /v1/images")
+    else:
+        try:
+            imageref.parse(str(spec.get("image") or ""))
+        except imageref.ImageRefError as err:
+            raise bad_request(f"invalid container image {spec.get('image')!r}: {err}") from None
     return spec
 
 
@@ -229,13 +236,12 @@ async def act(rt: Runtime, rc: RequestContext, ident: str, verb: str, tenant: st
 
 async def resize(rt: Runtime, rc: RequestContext, ident: str, body: dict[str, Any],
                  tenant: str | None) -> dict[str, Any]:
-    """New CPU/memory/disk on the same host (Nova-style resize without the migration)."""
+    """New CPU/memory/disk on the same host (Nova-style resize without the migration). The agent applies it:
+    containers in place, VMs cold (shut down, redefined, started again if they were running)."""
     await rt.consistent(rc)
     with rt.view() as data:
         tenant_id = target_tenant(data, rc.caller, tenant)["id"]
         instance = find(data, tenant_id, ident)
-        if instance["kind"] != "container":
-            raise ServiceError(409, "not_supported", "resizing a VM is not supported yet; create a new one")
         sizes = {k: instance[k] for k in ("vcpus", "memory_mb", "disk_gb")}
         type_name = body.get("instance_type")
         if type_name is not None:

@@ -74,6 +74,29 @@ async def get_port(rt: Runtime, rc: RequestContext, ident: str, tenant: str | No
         return nl.port(data, owned(data.ports, tenant_id, ident, "port"))
 
 
+async def update_port(rt: Runtime, rc: RequestContext, ident: str, groups: list[str],
+                      tenant: str | None) -> dict[str, Any]:
+    """Sets the port's security groups (ids, or names of groups of the port's VPC); checked again in apply."""
+    await rt.consistent(rc)
+    with rt.view() as data:
+        tenant_id = target_tenant(data, rc.caller, tenant)["id"]
+        port = owned(data.ports, tenant_id, ident, "port")
+        sg_ids = [_group_id(data, tenant_id, ref, port["vpc_id"]) for ref in groups]
+    out = await rt.propose(rc, "port.update", {"tenant_id": tenant_id, "id": port["id"], "sg_ids": sg_ids},
+                           action="port.update", target=ident, tenant_id=tenant_id)
+    with rt.view() as data:
+        return nl.port(data, data.ports.get(out.result["id"]) or out.result)
+
+
+def _group_id(data: StateData, tenant_id: str, ref: str, vpc_id: str) -> str:
+    """A group id of the tenant as given (apply says if it is in another VPC), else a name in the port's VPC."""
+    sg = data.security_groups.get(ref)
+    if sg is not None and sg["tenant_id"] == tenant_id:
+        return ref
+    group_id: str = nl.find_group(data, tenant_id, ref, vpc_id)["id"]
+    return group_id
+
+
 # -- elastic ips ------------------------------------------------------------------------------------------------
 async def allocate_eip(rt: Runtime, rc: RequestContext, tenant: str | None) -> tuple[dict[str, Any], bool]:
     await rt.consistent(rc)

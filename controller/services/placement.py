@@ -18,7 +18,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, overload
 
 from controller.services.errors import ServiceError
-from controller.state import attachments
+from controller.state import attachments, host_ports
 from controller.state.data import StateData
 from controller.state.placements import inventory_of, resources_of
 from scheduler.model import HostView, PlacementRequest, WeightSettings
@@ -148,7 +148,8 @@ def request_for(data: StateData, instance: dict[str, Any], exclude: frozenset[st
                             required_traits=frozenset(instance.get("required_traits") or ()),
                             group_policy=policy, group_hosts=group_hosts, exclude_hosts=exclude,
                             required_host=instance.get("required_host") or attachments.required_host(
-                                data, instance.get("id") or ""))
+                                data, instance.get("id") or ""),
+                            busy_port_hosts=host_ports.busy_hosts(data, instance))
 
 
 def choose(data: StateData, instance: dict[str, Any], exclude: frozenset[str] = frozenset(),
@@ -161,7 +162,18 @@ def choose(data: StateData, instance: dict[str, Any], exclude: frozenset[str] = 
     try:
         return select_host(hosts, request_for(data, instance, exclude), settings(data), _rng).id
     except NoValidHost as exc:
-        raise ServiceError(409, "no_valid_host", str(exc)) from None
+        raise ServiceError(409, "no_valid_host", str(exc) + _explain(data, instance, exc)) from None
+
+
+def _explain(data: StateData, instance: dict[str, Any], exc: NoValidHost) -> str:
+    """What the ``host_ports`` count means, with the ports (the other filters' keys speak for themselves)."""
+    if not exc.counts.get("host_ports"):
+        return ""
+    keys = sorted(host_ports.keys_of(host_ports.published(data, instance)), key=lambda k: (k[1], k[0]))
+    listed = ", ".join(f"{number}/{protocol}" for protocol, number in keys)
+    if len(keys) == 1:
+        return f" (host port {listed} is already published on those hosts)"
+    return f" (one of host ports {listed} is already published on each of those hosts)"
 
 
 def try_choose(data: StateData, instance: dict[str, Any], exclude: frozenset[str] = frozenset(),
@@ -182,6 +194,6 @@ def choose_many(data: StateData, instance: dict[str, Any], names: Sequence[str],
         chosen = select_many(hosts, request_for(data, instance), len(names), settings(data), _rng)
     except NoValidHost as exc:
         n = exc.placed + 1
-        raise ServiceError(409, "no_valid_host",
-                           f"no host for instance {n} of {len(names)} ({names[exc.placed]}): {exc}") from None
+        raise ServiceError(409, "no_valid_host", f"no host for instance {n} of {len(names)} ({names[exc.placed]}): "
+                                                 f"{exc}{_explain(data, instance, exc)}") from None
     return [h.id for h in chosen]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from controller.state import images
 from controller.state.command import CommandContext
 from controller.state.data import StateData
 from controller.state.errors import conflict
@@ -29,7 +30,10 @@ def announce(data: StateData, args: dict[str, Any], ctx: CommandContext) -> dict
 
 @handles("cluster.forget")
 def forget(data: StateData, args: dict[str, Any], ctx: CommandContext) -> None:
+    """A removed member: gone from the members and from the holders of every image blob (agents would
+    otherwise be sent to fetch blobs from it)."""
     data.members.pop(args["raft_address"], None)
+    images.forget_holder(data, args["raft_address"])
 
 
 @handles("cluster.bootstrap_admin")

@@ -121,7 +121,7 @@ def set_flags(data: StateData, args: dict[str, Any], ctx: CommandContext) -> dic
 @handles("host.delete")
 def delete_host(data: StateData, args: dict[str, Any], ctx: CommandContext) -> None:
     host = get_host(data, args["host_id"])
-    on_host = [i["name"] for i in data.instances.values() if i.get("host_id") == host["id"]]
+    on_host = [i["name"] for i in placements.instances_on(data, host["id"])]
     if on_host:
         raise conflict(f"host {host['name']} still has {len(on_host)} instance(s) (e.g. {on_host[0]!r}); "
                        "drain it first")

@@ -70,6 +70,14 @@ def drop_blob(data: StateData, args: dict[str, Any], ctx: CommandContext) -> dic
     return blob
 
 
+def forget_holder(data: StateData, holder: str) -> list[str]:
+    """A controller left the cluster: its copies count no more. Returns the blobs it was listed for."""
+    held = [sha for sha, blob in data.image_blobs.items() if holder in blob["holders"]]
+    for sha in held:
+        data.image_blobs[sha]["holders"].remove(holder)
+    return held
+
+
 @handles("image.blob.forget")
 def forget_blob(data: StateData, args: dict[str, Any], ctx: CommandContext) -> dict[str, Any]:
     """An upload that was never registered as (part of) an image: every controller may delete its copy."""

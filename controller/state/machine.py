@@ -24,6 +24,7 @@ from controller.state import (  # noqa: F401
     keys,
     netindex,
     networks,
+    port_groups,
     quotas,
     s3keys,
     secrets,

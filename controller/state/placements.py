@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from controller.state import attachments, netindex
+from controller.state import attachments, host_ports, netindex
 from controller.state.command import CommandContext
 from controller.state.data import StateData
 from controller.state.errors import ApplyError
@@ -52,13 +52,18 @@ def unusable_reason(host: dict[str, Any]) -> str | None:
 def check_claim(data: StateData, host_id: str, instance: dict[str, Any]) -> dict[str, Any]:
     """Raises 409 placement_conflict unless the host is usable and has room; changes nothing.
 
-    An instance with volumes can only run on their host."""
+    An instance with volumes can only run on their host; its host ports must be free there."""
     pinned = attachments.required_host(data, instance["id"]) if data.instance_volumes else None
     if pinned is not None and pinned != host_id:
         where = data.hosts.get(pinned, {}).get("name", pinned)
         raise ApplyError(409, "placement_conflict", f"instance {instance['name']} has volumes on host {where}; "
                                                     "it runs there only")
-    return check_room(data, host_id, resources_of(instance))
+    host = check_room(data, host_id, resources_of(instance))
+    clash = host_ports.conflict(data, host_id, instance)
+    if clash is not None:
+        raise ApplyError(409, "placement_conflict", f"host {host['name']} cannot take instance {instance['name']}: "
+                                                    f"{clash}")
+    return host
 
 
 def check_room(data: StateData, host_id: str, resources: dict[str, int], what: str = "it") -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from controller.state import tenant_contents
 from controller.state.command import CommandContext
 from controller.state.data import StateData
 from controller.state.errors import conflict, invalid, not_found
@@ -37,18 +38,15 @@ def create_tenant(data: StateData, args: dict[str, Any], ctx: CommandContext) ->
 
 @handles("tenant.delete")
 def delete_tenant(data: StateData, args: dict[str, Any], ctx: CommandContext) -> None:
+    """Refused (409, naming what remains) while the tenant holds anything; checked here in apply."""
     tenant = find_tenant(data, args["tenant_id"])
     if tenant is None:
         raise not_found("tenant", args["tenant_id"])
     if tenant["name"] == DEFAULT_TENANT:
         raise invalid("the default tenant cannot be deleted")
-    users = [u["name"] for u in data.users.values() if u["tenant_id"] == tenant["id"]]
-    if users:
-        raise conflict(f"tenant {tenant['name']!r} still has {len(users)} user(s): delete them first")
-    if data.secrets.get(tenant["id"]):
-        raise conflict(f"tenant {tenant['name']!r} still has secrets: delete them first")
+    found = tenant_contents.contents(data, tenant["id"])
+    if found.blocking():
+        raise conflict(f"tenant {tenant['name']!r} still has {found.describe()}: delete them first")
+    tenant_contents.purge_rest(data, tenant["id"], found, ctx)
     del data.tenants[tenant["id"]]
     del data.tenant_names[tenant["name"]]
-    data.quotas.pop(tenant["id"], None)
-    data.usage.pop(tenant["id"], None)
-    data.secrets.pop(tenant["id"], None)

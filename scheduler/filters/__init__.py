@@ -12,6 +12,7 @@ from typing import Protocol
 from scheduler.filters.capacity import CapacityFilter
 from scheduler.filters.exclude import ExcludeFilter
 from scheduler.filters.group import GroupFilter
+from scheduler.filters.host_ports import HostPortsFilter
 from scheduler.filters.kind import KindFilter
 from scheduler.filters.state import StateFilter
 from scheduler.filters.traits import TraitsFilter
@@ -32,6 +33,7 @@ FILTERS: tuple[Filter, ...] = (
     StateFilter(),
     ExcludeFilter(),
     VolumeHostFilter(),
+    HostPortsFilter(),
     KindFilter(),
     ZoneFilter(),
     GroupFilter(),
@@ -58,6 +60,7 @@ __all__ = [
     "ExcludeFilter",
     "Filter",
     "GroupFilter",
+    "HostPortsFilter",
     "KindFilter",
     "StateFilter",
     "TraitsFilter",

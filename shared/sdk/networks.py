@@ -61,13 +61,22 @@ class SubnetsAPI(_Named):
 
 
 class PortsAPI(ListableResource):
-    """Ports (instance NICs): made and removed with their instances; list with ``vpc=``/``subnet=``."""
+    """Ports (instance NICs): made and removed with their instances; list with ``vpc=``/``subnet=``; their
+    security groups can be changed."""
 
     path = "/v1/ports"
 
     def get(self, port_id: str, *, stale: bool = False, tenant: str | None = None) -> dict[str, Any]:
         result: dict[str, Any] = self._client.request(
             "GET", f"{self.path}/{seg(port_id)}", params=query(stale=stale, tenant=tenant)
+        )
+        return result
+
+    def update(self, port_id: str, *, security_groups: list[str], tenant: str | None = None) -> dict[str, Any]:
+        """Replace the port's security groups (ids, or names of groups of the port's VPC)."""
+        result: dict[str, Any] = self._client.request(
+            "PATCH", f"{self.path}/{seg(port_id)}", params=query(tenant=tenant),
+            json={"security_groups": list(security_groups)},
         )
         return result
 

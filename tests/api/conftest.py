@@ -23,6 +23,7 @@ from aiohttp import web
 from controller.api.app import build_app
 from controller.api.events import EventBus
 from controller.services.duties import Duties, DutyConfig
+from controller.services.liveness import Liveness
 from controller.services.runtime import Runtime
 from controller.store.memory import MemoryStore
 from shared.blobs import BlobDir
@@ -186,6 +187,48 @@ def make_tenant(admin: CloudClient, prefix: str = "t") -> TenantWorld:
 def tenant(admin: CloudClient) -> TenantWorld:
     """A fresh tenant for one test."""
     return make_tenant(admin)
+
+
+class Ticker:
+    """A monotonic clock for heartbeats that only moves when told to."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+# -- compute tests: an own server per test, so the hosts it joins are the only ones the scheduler sees and
+# refusal messages ("no valid host among 1: memory 1") are exact; heartbeats run on the ``ticker`` clock
+@pytest.fixture
+def ticker() -> Ticker:
+    return Ticker()
+
+
+@pytest.fixture
+def capi(tmp_path: Path, ticker: Ticker) -> Iterator[ApiServer]:
+    with serve_api(tmp_path) as server:
+        server.rt.liveness = Liveness(clock=ticker)
+        yield server
+
+
+@pytest.fixture
+def cadmin(capi: ApiServer) -> Iterator[CloudClient]:
+    with capi.client() as client:
+        yield client
+
+
+@pytest.fixture
+def team(cadmin: CloudClient) -> TenantWorld:
+    return make_tenant(cadmin, "compute")
+
+
+@pytest.fixture
+def dev(capi: ApiServer, team: TenantWorld) -> Iterator[CloudClient]:
+    """The team's developer on ``capi`` (network tests define their own ``dev`` on the shared server)."""
+    with capi.client(api_key=team["developer"].key) as client:
+        yield client
 
 
 def assert_error(response: httpx.Response, status: int, code: str | None = None) -> dict[str, Any]:

@@ -180,6 +180,31 @@ def s_update_subnet(c: Cell) -> Case:
                  unchanged=unchanged, foreign={subnet["name"], subnet["id"]} if c.other_scope else set())
 
 
+# -- ports --------------------------------------------------------------------------------------------------
+def s_update_port(c: Cell) -> Case:
+    """A fresh instance's port (default VPC) gets a fresh group of that VPC instead of the default group."""
+    instance = c.fresh_instance()
+    tenant = c.target.name
+    port = next(p for p in c.admin.ports.list_all(tenant=tenant) if p["instance_id"] == instance["id"])
+    sg = c.admin.security_groups.create(unique("psg"), port["vpc_id"], tenant=tenant)
+    before = c.admin.ports.get(port["id"], tenant=tenant)["security_groups"]
+
+    def groups() -> list[str]:
+        shown: list[str] = c.admin.ports.get(port["id"], tenant=tenant)["security_groups"]
+        return shown
+
+    def check(r: httpx.Response) -> None:
+        assert _json(r)["security_groups"] == [sg["name"]] and groups() == [sg["name"]]
+
+    def unchanged() -> None:
+        assert groups() == before
+
+    ref = sg["name"] if c.scope == "own" else sg["id"]
+    return _case(f"/v1/ports/{port['id']}", c.across(200, 404), params=_tenant_param(c) if c.is_ca else None,
+                 json={"security_groups": [ref]}, check=check, unchanged=unchanged,
+                 foreign={sg["name"], sg["id"], port["id"]} if c.other_scope else set())
+
+
 # -- security groups ----------------------------------------------------------------------------------------
 def s_create_group(c: Cell) -> Case:
     name = unique("newsg")
@@ -342,6 +367,7 @@ NETWORK_SAMPLES: dict[tuple[str, str], Callable[[Cell], Case]] = {
         "/v1/subnets", _fresh_subnet, lambda c, s: s["id"] in _ids(c.admin.subnets.list_all(tenant=c.target.name))),
     ("GET", "/v1/ports"): _lister("/v1/ports", "port_id"),
     ("GET", "/v1/ports/{port}"): _shower("/v1/ports", "port_id", None),
+    ("PATCH", "/v1/ports/{port}"): s_update_port,
     ("POST", "/v1/security-groups"): s_create_group,
     ("GET", "/v1/security-groups"): _lister("/v1/security-groups", "sg_id"),
     ("GET", "/v1/security-groups/{sg}"): _shower("/v1/security-groups", "sg_id", "sg_name"),
@@ -377,6 +403,7 @@ NETWORK_ACCESS = {
     ("DELETE", "/v1/subnets/{subnet}"): "developer+",
     ("GET", "/v1/ports"): "viewer+",
     ("GET", "/v1/ports/{port}"): "viewer+",
+    ("PATCH", "/v1/ports/{port}"): "developer+",
     ("POST", "/v1/security-groups"): "developer+",
     ("GET", "/v1/security-groups"): "viewer+",
     ("GET", "/v1/security-groups/{sg}"): "viewer+",

@@ -1,14 +1,13 @@
 """Batch placement: ``POST /v1/instances/batch`` places many instances of one spec in ONE Raft command, all or none.
 
-Like test_compute, every test gets its own in-process server, so the hosts it joins are the only ones there are.
+Like test_compute, every test gets its own in-process server (``capi``, see conftest), so the hosts it joins
+are the only ones there are.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,33 +17,10 @@ from controller.services import placement
 from controller.services.context import SYSTEM, RequestContext
 from shared.sdk import CloudClient, CloudError
 from tests.api.compute_util import up_host
-from tests.api.conftest import ApiServer, TenantWorld, assert_error, bearer, make_tenant, serve_api
+from tests.api.conftest import ApiServer, TenantWorld, assert_error, bearer
 
 TINY = {"vcpus": 1, "memory_mb": 600, "disk_gb": 1}  # 3 fit on a host of 4 vcpus / 2048 MB (memory is tighter)
 ROOM_FOR_3 = {"vcpu": 4, "memory_mb": 2048, "disk_gb": 100}
-
-
-@pytest.fixture
-def capi(tmp_path: Path) -> Iterator[ApiServer]:
-    with serve_api(tmp_path) as server:
-        yield server
-
-
-@pytest.fixture
-def cadmin(capi: ApiServer) -> Iterator[CloudClient]:
-    with capi.client() as client:
-        yield client
-
-
-@pytest.fixture
-def team(cadmin: CloudClient) -> TenantWorld:
-    return make_tenant(cadmin, "batch")
-
-
-@pytest.fixture
-def dev(capi: ApiServer, team: TenantWorld) -> Iterator[CloudClient]:
-    with capi.client(api_key=team["developer"].key) as client:
-        yield client
 
 
 def _post(api: ApiServer, key: str, body: Any, headers: dict[str, str] | None = None) -> httpx.Response:

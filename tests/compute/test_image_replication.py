@@ -1,5 +1,6 @@
 """Image blobs on three real controllers: an upload to one is copied by the others within seconds (mutual TLS
-between controllers), and an agent fetches it from a controller that was not the upload target."""
+between controllers), an agent fetches it from a controller that was not the upload target, and a controller
+removed from the cluster stops being listed as a holder."""
 
 from __future__ import annotations
 
@@ -64,6 +65,12 @@ def test_blobs_are_replicated_and_fetched_from_any_controller(ha_cloud: Cloud, t
     ctx.check_hostname = False
     with pytest.raises(httpx.HTTPError), httpx.Client(verify=ctx, timeout=10) as client:
         client.get(f"https://{leader.agent_api}/agent/v1/images/{sha}")
+
+    # a controller removed from the cluster is no holder any more (agents would be sent to fetch from it)
+    gone = cloud.cluster.followers(cloud.cluster.wait_leader(30))[0]
+    gone.kill()
+    cloud.api.call("DELETE", f"/v1/cluster/members/{gone.raft}", ok=204)
+    assert cloud.api.call("GET", "/v1/images/replicated")["holders"] == sorted(set(every) - {gone.raft})
 
     # in use: the image stays; once its VM is gone, deleting it removes the blob from the record
     assert cloud.api.call("DELETE", "/v1/images/replicated")["error"]["code"] == "conflict"

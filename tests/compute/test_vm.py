@@ -1,6 +1,6 @@
 """Real VMs through the whole path: `cloud image import` -> controller blob store -> the agent fetches each
 blob once (verified, cached) -> libvirt (TCG here) boots the tiny test guest, its user-data arrives on the
-serial console; stop, start and delete through the API; the domain is undefined at the end."""
+serial console; stop, start, a cold resize and delete through the API; the domain is undefined at the end."""
 
 from __future__ import annotations
 
@@ -14,10 +14,11 @@ from typing import Any
 
 import pytest
 
+from agent.drivers.libvirt_xml import domain_name
 from tests.compute.conftest import Cloud
 from tests.harness.agents import AgentNode, wait_for
 from tests.harness.guest import BEGIN_MARKER, END_MARKER, READY_MARKER, Guest, build_guest
-from tests.harness.libvirt_domains import host_domain_names, reachable_dir, remove_host_domains
+from tests.harness.libvirt_domains import domain_xml, host_domain_names, reachable_dir, remove_host_domains
 
 pytestmark = pytest.mark.slow
 
@@ -132,6 +133,16 @@ def test_vm_lifecycle_with_an_imported_image(cloud: Cloud, vm_agent: AgentNode, 
     cloud.api.call("POST", "/v1/instances/vm1/start", ok=200)
     wait_status(cloud, vm_agent, "vm1", "running", 30)
     wait_console(cloud, "vm1", count=2)
+    # resize (cold, on the same host): the agent shuts it down, redefines it and boots it again
+    resized = cloud.api.call("POST", "/v1/instances/vm1/resize", {"vcpus": 2, "memory_mb": 256}, ok=200)
+    assert (resized["vcpus"], resized["memory_mb"], resized["host"], resized["generation"]) == (
+        2, 256, "kvm1", vm1["generation"])
+    wait_console(cloud, "vm1", count=3)
+    wait_status(cloud, vm_agent, "vm1", "running", 30)
+    xml = domain_xml(domain_name(vm1["id"], vm1["generation"]))
+    assert "<vcpu placement='static'>2</vcpu>" in xml and "<memory unit='KiB'>262144</memory>" in xml, xml
+    events = [e["message"] for e in cloud.api.instance("vm1")["events"]]
+    assert "resized to 2 vcpu, 256 MB, 1 GB" in events, events
     cloud.api.call("DELETE", "/v1/instances/vm1", ok=204)
     wait_for(lambda: cloud.api.call("GET", "/v1/instances")["items"] == [], 30, what="VMs purged")
     assert host_domain_names([vm_agent.host_id]) == []

@@ -31,7 +31,7 @@ from agent.drivers.base import (
 )
 from agent.drivers.libvirt import LibvirtDriver
 from agent.drivers.libvirt_host import cpu_has_virtualization, dac_user, unreachable_dirs
-from agent.drivers.libvirt_xml import domain_name
+from agent.drivers.libvirt_xml import InstanceMeta, domain_name, parse_metadata
 from shared.netmodel import port_names
 from tests.harness.guest import BEGIN_MARKER, DISK_OK_MARKER, END_MARKER, READY_MARKER, Guest, build_guest
 from tests.harness.libvirt_domains import domain_xml, host_domain_names, reachable_dir, remove_host_domains
@@ -364,3 +364,42 @@ async def test_volumes_hot_plug_and_the_vpc_tap(make_driver: Callable[..., Libvi
         gone = subprocess.run(["ip", "link", "show", nic.tap], capture_output=True).returncode != 0
         subprocess.run(["ip", "link", "del", nic.tap], capture_output=True, check=False)
         assert gone, "deleting the VM removes its tap"
+
+
+async def test_cold_resize(make_driver: Callable[..., LibvirtDriver], guest: Guest) -> None:
+    """A new size (the reconciler hands it over as ``update``): a running VM is shut down, defined again with
+    the new vcpus and memory, its overlay grown, and booted again; a stopped VM is only redefined."""
+    driver = make_driver()
+    iid = new_id()
+    spec = vm_spec(guest, iid, volumes=())
+    await driver.create(spec)
+    await wait_console(driver, iid, READY_MARKER)
+    name = domain_name(iid, 1)
+    overlay = Path(driver.instance_dir(iid, 1)) / "disk.qcow2"
+
+    bigger = dataclasses.replace(spec, vcpus=2, memory_mb=256, disk_gb=2)
+    await driver.update(bigger)
+    (inst,) = await driver.list_instances()
+    assert (inst.generation, inst.state) == (1, RUNNING), inst
+    stats = await driver.stats(iid)
+    assert (stats["vcpus"], stats["memory_limit_bytes"]) == (2, 256 * 1024 * 1024)
+    text = await wait_console(driver, iid, READY_MARKER, count=2)  # the same disk and seed, booted again
+    assert text.count(DISK_OK_MARKER) == 2 and text.count(BEGIN_MARKER) == 2
+    xml = domain_xml(name)
+    assert "<vcpu placement='static'>2</vcpu>" in xml and "<memory unit='KiB'>262144</memory>" in xml
+    assert parse_metadata(xml) == InstanceMeta(iid, 1, driver.host_id, "tenant-test", spec.name)
+    info = subprocess.run(["qemu-img", "info", "-U", str(overlay)], capture_output=True, text=True,
+                          check=True).stdout
+    assert "2 GiB" in info and str(guest.base_image) in info
+
+    await driver.update(bigger)  # the size it has: nothing restarts
+    assert (await driver.console(iid)).count(READY_MARKER.encode()) == 2
+
+    await driver.stop(iid)
+    await driver.resize(iid, 1, 128)  # stopped: only the definition changes
+    (inst,) = await driver.list_instances()
+    assert inst.state == STOPPED, inst
+    stats = await driver.stats(iid)
+    assert (stats["vcpus"], stats["memory_limit_bytes"]) == (1, 128 * 1024 * 1024)
+    assert domain_names_of_host(driver.host_id) == [name]
+    await driver.delete(iid)

@@ -67,6 +67,12 @@ async def get_port(req: ApiRequest) -> web.StreamResponse:
     return json_response(await net_ports.get_port(req.rt, req.rc, req.path("port"), _tenant(req)))
 
 
+async def update_port(req: ApiRequest) -> web.StreamResponse:
+    body = req.body(ns.PortUpdate)
+    return json_response(await net_ports.update_port(req.rt, req.rc, req.path("port"), body.security_groups,
+                                                     _tenant(req)))
+
+
 async def create_group(req: ApiRequest) -> web.StreamResponse:
     body = req.body(ns.SecurityGroupCreate)
     group, replayed = await networks.create_group(req.rt, req.rc, body.model_dump(), _tenant(req))

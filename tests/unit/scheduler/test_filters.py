@@ -7,6 +7,7 @@ from scheduler.filters import (
     CapacityFilter,
     ExcludeFilter,
     GroupFilter,
+    HostPortsFilter,
     KindFilter,
     StateFilter,
     TraitsFilter,
@@ -80,6 +81,14 @@ def test_exclude() -> None:
     assert f.reject(host("h2"), req) is None
 
 
+def test_host_ports() -> None:
+    f = HostPortsFilter()
+    req = request(busy_port_hosts=frozenset({"h1"}))
+    assert not f.active(request()) and f.active(req)
+    assert f.reject(host("h1"), req) == "host_ports"
+    assert f.reject(host("h2"), req) is None
+
+
 def test_capacity_pass_and_reject_per_resource() -> None:
     f = CapacityFilter()
     h = host(vcpu=4, memory_mb=1024, disk_gb=10, used={"vcpu": 3, "memory_mb": 512, "disk_gb": 9})
@@ -112,4 +121,5 @@ def test_filters_cheap_first_capacity_last() -> None:
     names = [f.name for f in FILTERS]
     assert names[0] == "state"
     assert names[-1] == "capacity"
-    assert set(names) == {"state", "kind", "zone", "traits", "group", "exclude", "volume_host", "capacity"}
+    assert set(names) == {"state", "kind", "zone", "traits", "group", "exclude", "volume_host",
+                          "host_ports", "capacity"}
