@@ -8,3 +8,4 @@ cd "$(dirname "${BASH_SOURCE[0]}")"
 ./libvirt.sh
 ./storage.sh
 ./ovs.sh
+./simhosts.sh

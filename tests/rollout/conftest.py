@@ -1,4 +1,5 @@
-"""Fixtures for the rollout tests: a scratch root directory that systemd-analyze can load the units from."""
+"""Fixtures for the rollout tests: a scratch root directory that systemd-analyze can load the units from, and
+simulated bare-metal hosts (systemd as PID 1, SSH) with a wheelhouse for Ansible."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.harness.simhosts import SimHosts, prerequisites_missing
+from tests.harness.wheelhouse import build_wheelhouse, bumped_version
 
 REPO = Path(__file__).resolve().parents[2]
 UNIT_DIR = REPO / "systemd"
@@ -41,3 +45,35 @@ def unit_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         exe.write_text("#!/bin/sh\n")
         exe.chmod(0o755)
     yield root
+
+
+SIM_HOST_NAMES = ("node1", "node2", "node3")
+
+
+@pytest.fixture(scope="session")
+def simhosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimHosts]:
+    """Three booted hosts (``simhosts.hosts["node1"]`` ...) shared by every rollout test of the session; the
+    containers and their network are removed at the end, whatever happened. Tests that need hosts of their own
+    (or more) call ``simhosts.start([...])``; tests must leave the shared three usable for the next one."""
+    reason = prerequisites_missing()
+    if reason:
+        pytest.skip(reason)
+    sim = SimHosts(tmp_path_factory.mktemp("tc-simhosts"))
+    try:
+        sim.start(list(SIM_HOST_NAMES))
+        yield sim
+    finally:
+        sim.close()
+
+
+@pytest.fixture(scope="session")
+def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The project wheel (the tree's version) and every runtime dependency, for ``pip install --no-index``."""
+    return build_wheelhouse(tmp_path_factory.mktemp("tc-wheelhouse"))
+
+
+@pytest.fixture(scope="session")
+def wheelhouse_upgrade(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """A wheelhouse whose project wheel has the next patch version, and that version (for upgrade tests)."""
+    version = bumped_version()
+    return build_wheelhouse(tmp_path_factory.mktemp("tc-wheelhouse-upgrade"), version=version), version
