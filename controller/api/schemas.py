@@ -158,6 +158,7 @@ class Member(Response):
 
 class Health(Response):
     status: Literal["ok", "degraded"]
+    version: str  # of the thecloud wheel this controller runs
     role: Literal["leader", "follower", "candidate"]
     leader: str | None
     term: int

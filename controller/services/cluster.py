@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from importlib import metadata
 from typing import Any
 
 from controller.services.context import RequestContext
@@ -12,6 +13,10 @@ from controller.store.base import MembershipError, StoreStatus
 from controller.store.snapshot_file import encode_backup
 
 ADDRESS_RE = re.compile(r"^[A-Za-z0-9.\-]{1,253}:[0-9]{1,5}$")
+try:  # reported by /v1/health, so a rolling upgrade can tell which controllers run the new wheel
+    VERSION = metadata.version("thecloud")
+except metadata.PackageNotFoundError:  # a source tree that was never installed
+    VERSION = "0.0.0+unknown"
 
 
 def check_address(address: str) -> str:
@@ -42,6 +47,7 @@ def health(rt: Runtime) -> dict[str, Any]:
         leader_api = data.members.get(st.leader or "", {}).get("api_address") if st.leader else None
     return {
         "status": "ok" if st.leader else "degraded",
+        "version": VERSION,
         "role": st.role,
         "leader": leader_api,
         "leader_raft": st.leader,

@@ -8,7 +8,7 @@ from shared.cli.common import CliState, CloudGroup, stale_option
 from shared.cli.output import emit, emit_done, print_object, print_table
 
 MEMBER_COLUMNS = ("raft_address", "api_address", "status")
-HEALTH_FIELDS = ("status", "role", "node", "leader", "term", "commit_index")
+HEALTH_FIELDS = ("status", "role", "node", "leader", "term", "commit_index", "version")
 
 
 @click.group(cls=CloudGroup)
