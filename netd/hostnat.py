@@ -4,7 +4,9 @@
   the host answers ARP for it on the public interface (a proxy neighbour entry with the same protocol);
   the router does the DNAT/SNAT, so the instance sees the real client address.
 - A port mapping is a DNAT of (any local address, host port) to the router's transit address, where the
-  router DNATs it on to the instance.
+  router DNATs it on to the instance. Clients on the host itself may use 127.0.0.1 (the all-in-one case):
+  their connections are masqueraded to the host's transit address, which needs ``route_localnet`` on the
+  transit link (set by the router) so the kernel routes loopback-sourced packets there and back.
 - Router transit addresses of VPCs with a ``nat_outbound`` subnet are masqueraded out of the public
   interface. Everything lives in the table ``ip thecloud_nat``; routes and proxy entries netd did not add
   (another protocol) are never touched.
@@ -28,6 +30,7 @@ def nat_rules(doc: HostNetwork, public_interface: str) -> str:
     vnis = {v.vpc_id: v.vni for v in doc.vpcs}
     pre: list[str] = []
     out: list[str] = []
+    mapped: set[str] = set()  # transit links that carry port mappings
     for port in sorted(doc.ports, key=lambda p: p.port_id):
         if port.vpc_id not in vnis:
             continue
@@ -35,9 +38,13 @@ def nat_rules(doc: HostNetwork, public_interface: str) -> str:
         for m in port.port_mappings:
             rule = f"{m.protocol} dport {m.host_port} dnat to {router_addr}:{m.host_port}"
             pre.append(f"fib daddr type local {rule}")
-            out.append(f"ip daddr != 127.0.0.0/8 fib daddr type local {rule}")
+            out.append(f"fib daddr type local {rule}")
+            mapped.add(vpc_names(vnis[port.vpc_id]).transit)
     sources = sorted(transit_addresses(v.vni)[1] for v in doc.vpcs if any(s.nat_outbound for s in v.subnets))
     post = [f'oifname "{public_interface}" ip saddr {{ {", ".join(sources)} }} masquerade'] if sources else []
+    if mapped:
+        links = ", ".join(f'"{name}"' for name in sorted(mapped))
+        post.append(f"ip saddr 127.0.0.0/8 oifname {{ {links} }} masquerade")
 
     def chain(name: str, head: str, lines: list[str]) -> str:
         return f"  chain {name} {{\n    {head}\n" + "".join(f"    {line}\n" for line in lines) + "  }\n"

@@ -137,6 +137,7 @@ class Router:
                     self.replaced_legs.add(vpc.vni)
                 changes += leg_changes
                 changes += ensure_veth_pair(ipr, inner, path, names.transit, names.transit_peer, 1500)
+                sysctl(f"net.ipv4.conf.{names.transit}.route_localnet", "1")  # port mappings used via 127.0.0.1
                 transit = _index(ipr, names.transit)
                 leg, inner_transit = _index(inner, names.router_leg_peer), _index(inner, names.transit_peer)
                 assert transit is not None and leg is not None and inner_transit is not None

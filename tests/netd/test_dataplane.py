@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.netmodel import PortMapping, Rule
+from shared.netmodel import PortMapping, Rule, transit_addresses
 from tests.harness.netsim import OUTSIDE_IP, NetSim, in_ns
 from tests.harness.netspec import ClusterSpec
 from tests.harness.nettraffic import ping, resolve, start_server, tcp, until
@@ -154,6 +154,10 @@ def test_elastic_ip_and_port_mapping_keep_the_client_address(sim: NetSim) -> Non
     assert tcp(sim.outside, EIP) == f"a1 {OUTSIDE_IP}"
     assert tcp(sim.outside, sim.host("h2").address, 18080) == f"a2 {OUTSIDE_IP}"
     assert tcp(sim.instance_ns("a1"), OUTSIDE_IP) == f"outside {EIP}"  # its outbound traffic leaves as the EIP
+    # the all-in-one case: a client on the host itself uses loopback; it arrives from the host's transit address
+    transit_host_address = transit_addresses(spec.vpcs["a"].vni)[0]
+    assert tcp(sim.host("h2").ns, "127.0.0.1", 18080) == f"a2 {transit_host_address}"
+    assert tcp(sim.host("h1").ns, "127.0.0.1", 18080, timeout=0.5).startswith("ERR")  # mapped on h2 only
 
 
 def test_outbound_nat(sim: NetSim) -> None:
