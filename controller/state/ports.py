@@ -13,11 +13,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from controller.state import ipam, netindex, networks
+from controller.state import host_ports, ipam, netindex, networks
 from controller.state.command import CommandContext
 from controller.state.data import StateData
 from controller.state.errors import conflict, invalid, not_found
-from controller.state.placements import instances_on
 
 MAC_RE = re.compile(r"^02(:[0-9a-f]{2}){5}$")
 
@@ -108,15 +107,6 @@ def check_port_ids(data: StateData, items: list[dict[str, Any]]) -> None:
         macs.add(item["mac"])
 
 
-def host_ports_taken(data: StateData, host_id: str) -> set[tuple[str, int]]:
-    taken: set[tuple[str, int]] = set()
-    for instance in instances_on(data, host_id):
-        port = data.ports.get(instance.get("port_id") or "")
-        if port is not None:
-            taken.update((m["protocol"], m["host_port"]) for m in port["port_mappings"])
-    return taken
-
-
 def check_mappings(data: StateData, mappings: list[dict[str, Any]], hosts: dict[str, int]) -> None:
     """Host ports are unique per host and protocol: each host of ``hosts`` (host id -> instances) is free."""
     if not mappings:
@@ -125,9 +115,9 @@ def check_mappings(data: StateData, mappings: list[dict[str, Any]], hosts: dict[
         if count > 1:
             raise conflict(f"{count} instances publishing the same host ports cannot share a host; "
                            "drop the ports or place them apart")
-        taken = host_ports_taken(data, host_id)
+        taken = host_ports.taken_on(data, host_id)
         for m in mappings:
-            if (m["protocol"], m["host_port"]) in taken:
+            if (m["protocol"], int(m["host_port"])) in taken:
                 raise conflict(f"host port {m['host_port']}/{m['protocol']} is already published on host "
                                f"{data.hosts[host_id]['name']}")
 

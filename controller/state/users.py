@@ -72,5 +72,7 @@ def delete_user(data: StateData, args: dict[str, Any], ctx: CommandContext) -> N
         raise invalid("you cannot delete yourself")
     for key_id in [k for k, key in data.keys.items() if key["user_id"] == user["id"]]:
         del data.keys[key_id]
+    for key_id in [k for k, cred in data.s3_credentials.items() if cred["user_id"] == user["id"]]:
+        del data.s3_credentials[key_id]  # an S3 key acts as its user: it goes with them
     del data.users[user["id"]]
     del data.user_names[user["name"]]

@@ -21,6 +21,7 @@ from shared.sdk.images import ImagesAPI
 from shared.sdk.networks import ElasticIpsAPI, PeeringsAPI, PortsAPI, SecurityGroupsAPI, SubnetsAPI, VpcsAPI
 from shared.sdk.secrets import SecretsAPI
 from shared.sdk.storage import S3API, BackupsAPI, BucketsAPI, SnapshotsAPI, VolumesAPI
+from shared.sdk.tls import ssl_context
 
 DEFAULT_URL = "http://127.0.0.1:8600"
 USER_AGENT = "thecloud-sdk/0.1"
@@ -79,7 +80,7 @@ class CloudClient:
         self._http = httpx.Client(
             base_url=self.url,
             timeout=timeout,
-            verify=verify,
+            verify=ssl_context(verify) if isinstance(verify, str) else verify,
             transport=transport,
             headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
         )

@@ -7,7 +7,6 @@ the ``cloud`` CLI does to bridge a terminal. Frames as in docs/api.md ("Sessions
 from __future__ import annotations
 
 import json
-import ssl
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
@@ -16,6 +15,7 @@ from websockets.exceptions import ConnectionClosed, ConnectionClosedOK, InvalidH
 from websockets.sync.client import ClientConnection, connect
 
 from shared.sdk.errors import CloudError, error_from_body
+from shared.sdk.tls import ssl_context
 
 if TYPE_CHECKING:
     from shared.sdk.client import CloudClient
@@ -106,15 +106,6 @@ class InteractiveSession:
         self.close()
 
 
-def _ssl_context(verify: bool | str) -> ssl.SSLContext:
-    if verify is False:
-        ctx = ssl.create_default_context()
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-        return ctx
-    return ssl.create_default_context(cafile=verify if isinstance(verify, str) else None)
-
-
 def session_url(base_url: str, path: str, params: Sequence[tuple[str, str]]) -> str:
     """http -> ws, https -> wss; ``params`` may repeat a name."""
     scheme, sep, rest = base_url.partition("://")
@@ -128,7 +119,7 @@ def open_session(client: CloudClient, path: str, params: Sequence[tuple[str, str
     """Opens the WebSocket; an answer other than the upgrade raises CloudError as any API call (503 retried)."""
     url = session_url(client.url, path, params)
     headers = {"Authorization": f"Bearer {client.credential}"} if client.credential else {}
-    options: dict[str, Any] = {"ssl": _ssl_context(client.verify)} if url.startswith("wss:") else {}
+    options: dict[str, Any] = {"ssl": ssl_context(client.verify)} if url.startswith("wss:") else {}
     attempt = 0
     while True:
         try:

@@ -21,7 +21,7 @@ from shared.sdk.errors import CloudError
 from storaged.s3.catalog import CatalogError, Credential
 from storaged.s3.controller_catalog import ControllerCatalog
 from tests.api.compute_util import heartbeat, payload
-from tests.api.conftest import ApiServer, TenantWorld, unique
+from tests.api.conftest import ApiServer, TenantWorld, make_account, unique
 
 
 @dataclass
@@ -206,3 +206,24 @@ def test_api_clients_cannot_use_the_listener(listener: tuple[str, Path], api: Ap
     ctx.check_hostname = False
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"https://{listener[0]}/agent/v1/s3/credentials/x", verify=ctx, timeout=5)
+
+
+def test_deleting_a_user_revokes_their_s3_keys(api: ApiServer, admin: CloudClient, tenant: TenantWorld,
+                                                storaged: Storaged) -> None:
+    """An S3 key acts as its user: it goes with them, and no longer holds up the tenant's deletion."""
+    leaver = make_account(admin, tenant.name, "developer", "leaver")
+    with api.client(leaver.key) as client:
+        key_id = client.s3.credentials.create()["access_key_id"]
+    with api.client(tenant["developer"].key) as stayer:
+        kept = stayer.s3.credentials.create()["access_key_id"]
+    admin.users.delete(leaver.name, tenant=tenant.name)
+    assert api.run(ControllerCatalog(storaged.link).lookup(key_id)) is None
+    assert api.run(ControllerCatalog(storaged.link).lookup(kept)) is not None
+    with api.rt.view() as data:
+        assert key_id not in data.s3_credentials and kept in data.s3_credentials
+    for role in ("admin", "developer", "viewer"):
+        admin.users.delete(tenant[role].name, tenant=tenant.name)
+    admin.tenants.delete(tenant.name)
+    with pytest.raises(CloudError) as gone:
+        admin.tenants.get(tenant.name)
+    assert gone.value.status == 404
