@@ -51,7 +51,7 @@ SIM_ZONE = "sim"
 HEARTBEAT_INTERVAL = 5.0
 HOST_GRACE = 3600.0  # no simulated host may go down during the run (a starved worker beats late)
 # Only simulated hosts exist while placements are measured (the docker agent joins later, in its own zone).
-TEMPLATE = {"image": "bench/sim:1", "instance_type": "tiny"}
+TEMPLATE = {"image": "bench/sim:1", "instance_type": "tiny", "subnet": "bench"}
 
 
 @dataclass(frozen=True)
@@ -166,6 +166,10 @@ def run(plan: SimPlan) -> None:
         with httpx.Client(base_url=leader.url, headers={"Authorization": f"Bearer {key}"}, timeout=30) as api:
             r = api.put("/v1/tenants/default/quota", json={"limits": {"instances": -1, "vcpus": -1, "memory_mb": -1}})
             r.raise_for_status()
+            # every instance gets a port: a subnet with room for all of the run's (the default one is a /24)
+            for path, body in (("/v1/vpcs", {"name": "bench", "cidr": "10.0.0.0/8"}),
+                               ("/v1/subnets", {"name": "bench", "vpc": "bench", "cidr": "10.0.0.0/9"})):
+                api.post(path, json=body).raise_for_status()
         fleet = Fleet(cluster, leader, key, plan.workers, plan.react)
         try:
             for n, size in enumerate(plan.fleets):
