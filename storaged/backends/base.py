@@ -96,6 +96,13 @@ def check_size(size_gb: float) -> float:
     return float(size_gb)
 
 
+def check_request(volume_id: str, size_gb: float, kind: str) -> float:
+    """Checks a new volume's id, size and kind; returns the size."""
+    check_id(volume_id, "volume id")
+    check_kind(kind)
+    return check_size(size_gb)
+
+
 def gb_to_bytes(size_gb: float) -> int:
     """GB here means GiB, rounded up to whole MiB (what every tool below accepts)."""
     mib = -(-int(size_gb * 1024 * 1024 * 1024) // (1 << 20))
@@ -125,13 +132,45 @@ class VolumeBackend(ABC):
     def adopt(self) -> list[VolumeInfo]:
         """At start: make every owned volume usable again (mount filesystems, activate LVs) and list them."""
 
-    @abstractmethod
     def create(self, volume_id: str, size_gb: float, kind: str) -> VolumeInfo:
-        """A new empty volume; an existing one of the same kind and size is returned as is."""
+        """A new empty volume; an existing one of the same kind is returned as is (grown to a larger size)."""
+        size_gb = check_request(volume_id, size_gb, kind)
+        existing = self._existing(volume_id, size_gb, kind)
+        return existing if existing is not None else self._create_new(volume_id, size_gb, kind)
 
-    @abstractmethod
     def create_from_snapshot(self, volume_id: str, snapshot_id: str, size_gb: float, kind: str) -> VolumeInfo:
         """A new volume holding a snapshot's data, grown to ``size_gb`` when that is larger."""
+        size_gb = check_request(volume_id, size_gb, kind)
+        check_id(snapshot_id, "snapshot id")
+        existing = self._existing(volume_id, size_gb, kind)
+        return existing if existing is not None else self._restore_new(volume_id, snapshot_id, size_gb, kind)
+
+    def create_from_image(self, volume_id: str, size_gb: float, kind: str, reader: BinaryIO,
+                          image_format: str = "raw") -> VolumeInfo:
+        """A new volume holding the image ``reader`` yields (a backup of any backend), grown to ``size_gb``."""
+        size_gb = check_request(volume_id, size_gb, kind)
+        existing = self._existing(volume_id, size_gb, kind)
+        if existing is not None:
+            return existing
+        return self._import_new(volume_id, size_gb, kind, reader, image_format)
+
+    @abstractmethod
+    def _existing(self, volume_id: str, size_gb: float, kind: str) -> VolumeInfo | None:
+        """The finished volume ``volume_id`` made usable (mounted) and grown to ``size_gb`` if that is larger;
+        None when there is none (a half-made one is cleared away). Another kind raises InvalidRequest."""
+
+    @abstractmethod
+    def _create_new(self, volume_id: str, size_gb: float, kind: str) -> VolumeInfo:
+        """``create`` once the request is checked and no such volume exists."""
+
+    @abstractmethod
+    def _restore_new(self, volume_id: str, snapshot_id: str, size_gb: float, kind: str) -> VolumeInfo:
+        """``create_from_snapshot`` once the request is checked and no such volume exists."""
+
+    def _import_new(self, volume_id: str, size_gb: float, kind: str, reader: BinaryIO,
+                    image_format: str) -> VolumeInfo:
+        """``create_from_image`` once the request is checked and no such volume exists."""
+        raise BackendError(f"the {self.name} backend cannot restore volume images yet")
 
     @abstractmethod
     def delete(self, volume_id: str) -> None:
@@ -161,11 +200,6 @@ class VolumeBackend(ABC):
         """The snapshot as an image file for a backup, read from the read-only snapshot (never the live volume):
         raw for block volumes, tar for filesystem volumes. Temporary files go to ``scratch_dir``."""
         raise BackendError(f"the {self.name} backend cannot export snapshot images yet")
-
-    def create_from_image(self, volume_id: str, size_gb: float, kind: str, reader: BinaryIO,
-                          image_format: str = "raw") -> VolumeInfo:
-        """A new volume holding the image ``reader`` yields (a backup of any backend), grown to ``size_gb``."""
-        raise BackendError(f"the {self.name} backend cannot restore volume images yet")
 
     def get_volume(self, volume_id: str) -> VolumeInfo | None:
         return next((v for v in self.list_volumes() if v.volume_id == volume_id), None)

@@ -35,7 +35,6 @@ from storaged.backends.base import (
     VolumeInfo,
     bytes_to_gb,
     check_id,
-    check_kind,
     check_size,
     gb_to_bytes,
     shrink_error,
@@ -159,13 +158,7 @@ class BtrfsBackend(VolumeBackend):
         limit = gb_to_bytes(size_gb) + (BLOCK_SLACK if kind == "block" else 0)
         host.run(["btrfs", "qgroup", "limit", str(limit), str(path)])
 
-    def create(self, volume_id: str, size_gb: float, kind: str) -> VolumeInfo:
-        check_id(volume_id, "volume id")
-        check_kind(kind)
-        size_gb = check_size(size_gb)
-        existing = self._existing(volume_id, size_gb, kind)
-        if existing is not None:
-            return existing
+    def _create_new(self, volume_id: str, size_gb: float, kind: str) -> VolumeInfo:
         self._prepare()
         tmp = self._fresh_tmp(volume_id)
         host.run(["btrfs", "subvolume", "create", str(tmp)])
@@ -197,14 +190,7 @@ class BtrfsBackend(VolumeBackend):
             return self.resize(volume_id, size_gb)
         return self._info(volume_id, meta)
 
-    def create_from_snapshot(self, volume_id: str, snapshot_id: str, size_gb: float, kind: str) -> VolumeInfo:
-        check_id(volume_id, "volume id")
-        check_id(snapshot_id, "snapshot id")
-        check_kind(kind)
-        size_gb = check_size(size_gb)
-        existing = self._existing(volume_id, size_gb, kind)
-        if existing is not None:
-            return existing
+    def _restore_new(self, volume_id: str, snapshot_id: str, size_gb: float, kind: str) -> VolumeInfo:
         self._prepare()
         snap = self._snap_dir(snapshot_id)
         meta = self._read_meta(snap)
@@ -248,17 +234,11 @@ class BtrfsBackend(VolumeBackend):
             raise
         return ImageExport(out, out.stat().st_size, "filesystem", temporary=True, format=images.TAR)
 
-    def create_from_image(self, volume_id: str, size_gb: float, kind: str, reader: BinaryIO,
-                          image_format: str = images.RAW) -> VolumeInfo:
+    def _import_new(self, volume_id: str, size_gb: float, kind: str, reader: BinaryIO,
+                    image_format: str = images.RAW) -> VolumeInfo:
         """Filled in a ``.tmp-`` subvolume, renamed into place once complete: block = the raw image as disk.raw;
         filesystem = a tar extracted into data/, or an old raw ext4 image's files copied there."""
-        check_id(volume_id, "volume id")
-        check_kind(kind)
-        size_gb = check_size(size_gb)
         images.check_format(image_format, kind)
-        existing = self._existing(volume_id, size_gb, kind)
-        if existing is not None:
-            return existing
         self._prepare()
         tmp = self._fresh_tmp(volume_id)
         host.run(["btrfs", "subvolume", "create", str(tmp)])

@@ -16,7 +16,6 @@ from storaged.backends.base import (
     VolumeBackend,
     VolumeInfo,
     check_id,
-    check_kind,
     check_size,
     shrink_error,
 )
@@ -63,25 +62,13 @@ class FakeBackend(VolumeBackend):
         if size_gb > self.capacity().free_gb:
             raise BackendError(f"not enough space: {size_gb:g} GB wanted, {self.capacity().free_gb:g} GB free")
 
-    def create(self, volume_id: str, size_gb: float, kind: str) -> VolumeInfo:
-        check_id(volume_id, "volume id")
-        check_kind(kind)
-        size_gb = check_size(size_gb)
-        existing = self._existing(volume_id, size_gb, kind)
-        if existing is not None:
-            return existing
+    def _create_new(self, volume_id: str, size_gb: float, kind: str) -> VolumeInfo:
         self._op("create", volume_id)
         self._room(size_gb)
         self.volumes[volume_id] = self._make(volume_id, size_gb, kind)
         return self.volumes[volume_id]
 
-    def create_from_snapshot(self, volume_id: str, snapshot_id: str, size_gb: float, kind: str) -> VolumeInfo:
-        check_id(volume_id, "volume id")
-        check_kind(kind)
-        size_gb = check_size(size_gb)
-        existing = self._existing(volume_id, size_gb, kind)
-        if existing is not None:
-            return existing
+    def _restore_new(self, volume_id: str, snapshot_id: str, size_gb: float, kind: str) -> VolumeInfo:
         self._op("restore", volume_id)
         snap = self.restore_source(volume_id, snapshot_id, kind)
         size_gb = max(size_gb, snap.size_gb)

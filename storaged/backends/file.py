@@ -40,7 +40,6 @@ from storaged.backends.base import (
     VolumeInfo,
     bytes_to_gb,
     check_id,
-    check_kind,
     check_size,
     gb_to_bytes,
     shrink_error,
@@ -167,13 +166,7 @@ class FileBackend(VolumeBackend):
     def _tmp(path: Path) -> Path:
         return path.with_name(f".tmp-{path.name}")
 
-    def create(self, volume_id: str, size_gb: float, kind: str) -> VolumeInfo:
-        check_id(volume_id, "volume id")
-        check_kind(kind)
-        size_gb = check_size(size_gb)
-        existing = self._existing(volume_id, size_gb, kind)
-        if existing is not None:
-            return existing
+    def _create_new(self, volume_id: str, size_gb: float, kind: str) -> VolumeInfo:
         self._prepare()
         final = self._file(volume_id, kind)
         tmp = self._tmp(final)
@@ -191,13 +184,7 @@ class FileBackend(VolumeBackend):
             self._mount(volume_id)
         return self._info(volume_id, final, kind)
 
-    def create_from_snapshot(self, volume_id: str, snapshot_id: str, size_gb: float, kind: str) -> VolumeInfo:
-        check_id(volume_id, "volume id")
-        check_kind(kind)
-        size_gb = check_size(size_gb)
-        existing = self._existing(volume_id, size_gb, kind)
-        if existing is not None:
-            return existing
+    def _restore_new(self, volume_id: str, snapshot_id: str, size_gb: float, kind: str) -> VolumeInfo:
         snap = self.restore_source(volume_id, snapshot_id, kind)
         self._prepare()
         final = self._file(volume_id, kind)
@@ -240,17 +227,11 @@ class FileBackend(VolumeBackend):
                   str(self._file(snap.volume_id, "block")), str(raw)])
         return ImageExport(raw, raw.stat().st_size, "block", temporary=True)
 
-    def create_from_image(self, volume_id: str, size_gb: float, kind: str, reader: BinaryIO,
-                          image_format: str = images.RAW) -> VolumeInfo:
+    def _import_new(self, volume_id: str, size_gb: float, kind: str, reader: BinaryIO,
+                    image_format: str = images.RAW) -> VolumeInfo:
         """Block: the raw image converted to qcow2. Filesystem: a raw (ext4) image becomes the volume's file; a
         tar is extracted into a new ext4 loop-mounted aside, renamed into place once complete."""
-        check_id(volume_id, "volume id")
-        check_kind(kind)
-        size_gb = check_size(size_gb)
         images.check_format(image_format, kind)
-        existing = self._existing(volume_id, size_gb, kind)
-        if existing is not None:
-            return existing
         self._prepare()
         final = self._file(volume_id, kind)
         tmp = self._tmp(final)

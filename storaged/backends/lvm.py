@@ -34,7 +34,6 @@ from storaged.backends.base import (
     VolumeInfo,
     bytes_to_gb,
     check_id,
-    check_kind,
     check_size,
     gb_to_bytes,
     shrink_error,
@@ -186,13 +185,7 @@ class LvmBackend(VolumeBackend):
             self._mount(volume_id)
         self._run(["lvchange", "-q", "--addtag", READY_TAG, self._lv(name)])
 
-    def create(self, volume_id: str, size_gb: float, kind: str) -> VolumeInfo:
-        check_id(volume_id, "volume id")
-        check_kind(kind)
-        size_gb = check_size(size_gb)
-        existing = self._existing(volume_id, size_gb, kind)
-        if existing is not None:
-            return existing
+    def _create_new(self, volume_id: str, size_gb: float, kind: str) -> VolumeInfo:
         self._prepare()
         mib = gb_to_bytes(size_gb) >> 20
         self._run(["lvcreate", "-y", "-q", "--type", "thin", "-V", f"{mib}m", "--thinpool", self.thin_pool,
@@ -201,13 +194,7 @@ class LvmBackend(VolumeBackend):
         self._finish(volume_id, kind, mkfs=True)
         return self._require(volume_id)
 
-    def create_from_snapshot(self, volume_id: str, snapshot_id: str, size_gb: float, kind: str) -> VolumeInfo:
-        check_id(volume_id, "volume id")
-        check_kind(kind)
-        size_gb = check_size(size_gb)
-        existing = self._existing(volume_id, size_gb, kind)
-        if existing is not None:
-            return existing
+    def _restore_new(self, volume_id: str, snapshot_id: str, size_gb: float, kind: str) -> VolumeInfo:
         snap = self.restore_source(volume_id, snapshot_id, kind)
         name = f"{VOLUME_PREFIX}{volume_id}"
         self._run(["lvcreate", "-y", "-q", "-s", "-kn", "-n", name, "--addtag", OWNER_TAG,
@@ -256,17 +243,11 @@ class LvmBackend(VolumeBackend):
                 raise
         self._run(["lvchange", "-ay", "-K", "-q", self._lv(name)])
 
-    def create_from_image(self, volume_id: str, size_gb: float, kind: str, reader: BinaryIO,
-                          image_format: str = images.RAW) -> VolumeInfo:
+    def _import_new(self, volume_id: str, size_gb: float, kind: str, reader: BinaryIO,
+                    image_format: str = images.RAW) -> VolumeInfo:
         """A new thin LV, tagged ready only once filled: raw images are written onto the device (an old raw
         ext4 image too, then grown), a tar is extracted into a fresh ext4 mounted aside."""
-        check_id(volume_id, "volume id")
-        check_kind(kind)
-        size_gb = check_size(size_gb)
         images.check_format(image_format, kind)
-        existing = self._existing(volume_id, size_gb, kind)
-        if existing is not None:
-            return existing
         self._prepare()
         name = f"{VOLUME_PREFIX}{volume_id}"
         self._run(["lvcreate", "-y", "-q", "--type", "thin", "-V", f"{gb_to_bytes(size_gb) >> 20}m", "--thinpool",
