@@ -26,6 +26,7 @@ from controller.security import cluster_secret
 from controller.security.ca import write_controller_credentials
 from controller.services.duties import Duties, DutyConfig
 from controller.services.runtime import ComputeSettings, NetworkSettings, Runtime
+from controller.store.base import StoreUnavailable, TransferError
 from controller.store.raft import RaftStore, RaftTuning
 from shared import pki, sdnotify
 from shared.blobs import BlobDir
@@ -35,6 +36,7 @@ DUTY_INTERVAL = 0.5
 # Thousands of agents connect at once after a leader change: a deeper accept queue than aiohttp's 128
 # (the kernel caps it at net.core.somaxconn).
 LISTEN_BACKLOG = 4096
+HANDOFF_TIMEOUT = 3.0  # seconds a stopping leader tries to hand leadership over before it stops anyway
 
 
 class ControllerDaemon:
@@ -88,6 +90,7 @@ class ControllerDaemon:
                 await duties.close()
         finally:
             sdnotify.stopping()
+            await hand_off_leadership(store, HANDOFF_TIMEOUT)
             if advertiser is not None:
                 await advertiser.stop()
             for runner in reversed(runners):
@@ -129,6 +132,30 @@ class ControllerDaemon:
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
         ctx.load_cert_chain(self.config.tls_cert, self.config.tls_key)
         return ctx
+
+
+async def hand_off_leadership(store: RaftStore, seconds: float) -> None:
+    """A stopping leader hands leadership to a follower first, so a rolling restart never leaves the cluster
+    without one; a one-member cluster, or a transfer that keeps failing for ``seconds``, just stops."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while True:
+        try:
+            st = store.status()
+        except StoreUnavailable:
+            return
+        if st.role != "leader" or len(st.members) < 2:
+            return
+        try:
+            result = await asyncio.wait_for(store.transfer_leadership(None), max(0.1, deadline - loop.time()))
+            log.info("handed leadership over before stopping", extra={"leader": result.leader, "term": result.term,
+                                                                     "seconds": round(result.seconds, 3)})
+            return
+        except (TransferError, TimeoutError) as exc:
+            if loop.time() + 0.1 >= deadline:
+                log.warning("stopping without handing leadership over: %s", exc)
+                return
+            await asyncio.sleep(0.1)
 
 
 def raise_open_files_limit() -> int:

@@ -58,6 +58,7 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("GET", "/v1/cluster/members"): CLUSTER_ADMIN,
     ("POST", "/v1/cluster/members"): CLUSTER_ADMIN,
     ("DELETE", "/v1/cluster/members/{raft_address}"): CLUSTER_ADMIN,
+    ("POST", "/v1/cluster/leader/transfer"): CLUSTER_ADMIN,
     ("GET", "/v1/cluster/backup"): CLUSTER_ADMIN,
     ("POST", "/v1/hosts/tokens"): CLUSTER_ADMIN,
     ("POST", "/v1/hosts/join"): PUBLIC,  # the one-time join token in the body is the credential

@@ -79,6 +79,10 @@ class MemberAdd(Request):
     api_address: Address | None = None
 
 
+class LeaderTransfer(Request):
+    to: Annotated[str, Field(min_length=1, max_length=260)] | None = None  # a member's raft or API address
+
+
 # -- responses --------------------------------------------------------------------------------------
 class ErrorDetail(Response):
     code: str
@@ -154,6 +158,14 @@ class Member(Response):
     raft_address: str
     api_address: str | None
     status: str
+
+
+class LeaderTransferred(Response):
+    leader: str | None  # the new leader's API address
+    leader_raft: str
+    previous_leader_raft: str | None
+    term: int
+    seconds: float
 
 
 class Health(Response):

@@ -9,7 +9,7 @@ from typing import Any
 from controller.services.context import RequestContext
 from controller.services.errors import ServiceError, bad_request
 from controller.services.runtime import Runtime
-from controller.store.base import MembershipError, StoreStatus
+from controller.store.base import MembershipError, StoreStatus, TransferError
 from controller.store.snapshot_file import encode_backup
 
 ADDRESS_RE = re.compile(r"^[A-Za-z0-9.\-]{1,253}:[0-9]{1,5}$")
@@ -93,6 +93,39 @@ async def remove_member(rt: Runtime, rc: RequestContext, raft_address: str) -> N
         raise ServiceError(409, "conflict", str(exc)) from exc
     await rt.propose(rc, "cluster.forget", {"raft_address": raft_address}, action="cluster.member.remove",
                      target=raft_address, tenant_id=None)
+
+
+_TRANSFER_STATUS = {"conflict": 409, "not_found": 404, "unavailable": 503}
+
+
+def _member_raft_address(rt: Runtime, st: StoreStatus, to: str) -> str:
+    """A member named by its raft address or by its API address; 400/404 otherwise."""
+    check_address(to)
+    if to in st.members:
+        return to
+    with rt.view() as data:
+        by_api = [addr for addr, m in data.members.items() if m.get("api_address") == to and addr in st.members]
+    if not by_api:
+        raise ServiceError(404, "not_found", f"{to} is not a member (give its raft or API address)")
+    return by_api[0]
+
+
+async def transfer_leader(rt: Runtime, rc: RequestContext, to: str | None) -> dict[str, Any]:
+    """Hands leadership to ``to`` (else the most up-to-date healthy follower); answers once it leads.
+
+    Any controller takes the request: a follower forwards it to the leader over the Raft connection.
+    """
+    st = rt.store.status()
+    target = _member_raft_address(rt, st, to) if to is not None else None
+    try:
+        result = await rt.store.transfer_leadership(target)
+    except TransferError as exc:
+        raise ServiceError(_TRANSFER_STATUS.get(exc.kind, 409), exc.kind, exc.message) from exc
+    await rt.record_refusal(rc, "cluster.leader.transfer", result.leader, 200)  # audit: nothing is replicated
+    with rt.view() as data:
+        api = data.members.get(result.leader, {}).get("api_address")
+    return {"leader": api, "leader_raft": result.leader, "previous_leader_raft": result.previous_leader,
+            "term": result.term, "seconds": round(result.seconds, 3)}
 
 
 async def backup(rt: Runtime, rc: RequestContext) -> bytes:

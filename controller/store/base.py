@@ -23,6 +23,23 @@ class MembershipError(Exception):
     """A membership change was refused (e.g. another change is still in progress)."""
 
 
+class TransferError(Exception):
+    """A leadership transfer did not happen. ``kind``: "conflict" (409), "not_found" (404), "unavailable" (503)."""
+
+    def __init__(self, message: str, kind: str = "conflict") -> None:
+        super().__init__(message)
+        self.message = message
+        self.kind = kind
+
+
+@dataclass
+class TransferResult:
+    leader: str  # the new leader's raft address
+    term: int
+    previous_leader: str | None
+    seconds: float
+
+
 @dataclass
 class StoreStatus:
     role: str  # "leader" | "follower" | "candidate"
@@ -65,3 +82,7 @@ class Store(abc.ABC):
 
     def is_leader(self) -> bool:
         return self.status().role == "leader"
+
+    async def transfer_leadership(self, to: str | None = None) -> TransferResult:
+        """Hands leadership to member ``to`` (a raft address; None: the best follower) and waits for it."""
+        raise TransferError("no eligible follower to hand leadership to: this store has no other member")

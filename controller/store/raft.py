@@ -21,9 +21,17 @@ from pysyncobj.syncobj import SyncObjException
 from controller.state.command import Command
 from controller.state.machine import StateMachine
 from controller.store import raft_journal
-from controller.store.base import MembershipError, Store, StoreStatus, StoreUnavailable
+from controller.store.base import (
+    MembershipError,
+    Store,
+    StoreStatus,
+    StoreUnavailable,
+    TransferError,
+    TransferResult,
+)
 from controller.store.batcher import Batcher
 from controller.store.raft_guard import PreAuthReaper
+from controller.store.raft_transfer import SyncObjView, TransferDriver, TransferOutcome
 from controller.store.snapshot_file import decode_dump, encode_dump, write_atomic
 
 log = logging.getLogger(__name__)
@@ -38,6 +46,8 @@ _NOT_APPLIED = {
     FAIL_REASON.NOT_LEADER: "the leader changed before the write was committed",
     FAIL_REASON.REQUEST_DENIED: "the leader refused the request",
 }
+# Errors after which the command was certainly not appended anywhere: retried while a leader is elected.
+_NOT_SENT = frozenset({FAIL_REASON.MISSING_LEADER, FAIL_REASON.NOT_LEADER})
 
 
 @dataclass
@@ -59,12 +69,25 @@ class RaftTuning:
     # arrives meanwhile grouped into the next, beats two on a small machine (tests/bench: higher throughput
     # and lower p95 for reads and writes, on the leader and spread over all nodes).
     max_inflight_batches: int = 1
+    # A leadership transfer that has not finished after this long is abandoned (the leader takes writes again).
+    transfer_timeout: float = 1.0
+    # A write that found no leader (an election, a leadership transfer) is retried for this long before a 503.
+    leader_wait: float = 1.0
 
 
 class _ReplicatedMachine(SyncObj):
-    def __init__(self, self_address: str, peers: list[str], conf: SyncObjConf, machine: StateMachine) -> None:
+    def __init__(self, self_address: str, peers: list[str], conf: SyncObjConf, machine: StateMachine,
+                 transfer_timeout: float) -> None:
         self._machine = machine
+        # Set before pysyncobj's constructor, which starts the tick thread (and leaves these out of its dumps).
+        self.transfer = TransferDriver(SyncObjView(self, self_address), transfer_timeout, conf.raftMaxTimeout)
         super().__init__(self_address, peers, conf)
+        if peers:
+            # A (re)started member waits for the leader to reach it before its first election: the leader
+            # connects to it only every connectionRetryTime, and a member restarted in a rolling upgrade that
+            # hears nobody within its election timeout would otherwise depose the leader (pysyncobj has no
+            # pre-vote). pysyncobj's tick thread sleeps 0.1 s before its first tick, so this lands first.
+            self._SyncObj__raftElectionDeadline += conf.connectionRetryTime
 
     @replicated
     def apply_batch(self, commands: list[Command]) -> list[dict[str, Any]]:
@@ -90,7 +113,11 @@ class _ReplicatedMachine(SyncObj):
         peers, their append_entries replies wake that tick; a one-node cluster has no replies to wait for, so
         its tick slept a whole ``tick_period`` (20 ms) before committing every write, on top of the journal
         sync. Waking the poller through pysyncobj's own pipe makes the next tick run at once.
+
+        While a leadership transfer is under way, new commands stay queued (see raft_transfer).
         """
+        if self.transfer.holds_writes():
+            return
         super()._checkCommandsToApply()
         notifier = getattr(self, "_SyncObj__pipeNotifier", None)
         if (notifier is not None and not self._SyncObj__otherNodes and self._isLeader()
@@ -109,7 +136,11 @@ class _ReplicatedMachine(SyncObj):
         entries than were truncated, a follower that briefly drops entries it had acknowledged. As in other
         Raft implementations, a success reply may only move nextIndex forward; a rejection (``reset``) still
         moves it back.
+
+        Leadership-transfer messages go to :class:`TransferDriver`.
         """
+        if self.transfer.on_message(str(node.id), message):
+            return
         sent = None
         if message.get("type") == "next_node_idx" and message.get("success") and not message.get("reset"):
             sent = self._SyncObj__raftNextIndex.get(node)
@@ -194,13 +225,14 @@ class RaftStore(Store):
         )
         await asyncio.to_thread(self._finish_interrupted_compaction, dump_path)
         # Built on the loop's thread on purpose: pysyncobj's tick thread stops when its creator exits.
-        obj = _ReplicatedMachine(self._self_address, self._peers, conf, self.machine)
+        obj = _ReplicatedMachine(self._self_address, self._peers, conf, self.machine, t.transfer_timeout)
         try:
             await asyncio.to_thread(obj.waitBinded)
         except SyncObjException as exc:
             obj.destroy()
             raise OSError(f"cannot listen for Raft on {self._self_address}: address in use or invalid") from exc
         obj.addOnTickCallback(PreAuthReaper(obj._SyncObj__transport, t.connection_timeout))
+        obj.addOnTickCallback(obj.transfer.tick)
         self._obj = obj
         self._batcher = Batcher(self._submit, max_inflight=self._tuning.max_inflight_batches)
         self._batcher.start()
@@ -257,7 +289,12 @@ class RaftStore(Store):
 
     async def _submit(self, commands: list[Command]) -> list[dict[str, Any]]:
         obj = self._require()
-        result, error = await self._call(lambda done: obj.apply_batch(commands, callback=done), "write")
+        give_up = asyncio.get_running_loop().time() + self._tuning.leader_wait
+        while True:
+            result, error = await self._call(lambda done: obj.apply_batch(commands, callback=done), "write")
+            if error not in _NOT_SENT or asyncio.get_running_loop().time() >= give_up:
+                break
+            await asyncio.sleep(self._tuning.tick_period)
         if error != FAIL_REASON.SUCCESS:
             reason = _NOT_APPLIED.get(error, "the leader changed; the outcome of the write is unknown")
             raise StoreUnavailable(reason, retry_after=1.0)
@@ -317,12 +354,34 @@ class RaftStore(Store):
     async def remove_member(self, address: str) -> None:
         await self._membership("rem", address)
 
+    async def transfer_leadership(self, to: str | None = None) -> TransferResult:
+        obj = self._require()
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[TransferOutcome] = loop.create_future()
+
+        def done(outcome: TransferOutcome) -> None:
+            loop.call_soon_threadsafe(_resolve_outcome, fut, outcome)
+
+        obj.transfer.submit(to, done)
+        try:  # the driver always answers within its own bound; this one only guards against a stopped tick thread
+            outcome = await asyncio.wait_for(asyncio.shield(fut), obj.transfer.timeout + 3.0)
+        except TimeoutError:
+            raise TransferError("the Raft node did not answer the transfer request", "unavailable") from None
+        if not outcome.ok or outcome.leader is None:
+            raise TransferError(outcome.message, outcome.kind)
+        return TransferResult(outcome.leader, outcome.term, outcome.previous_leader, outcome.seconds)
+
 
 def _node_of(obj: SyncObj, address: str) -> Any:
     for node in obj.otherNodes:
         if node.address == address:
             return node
     return None
+
+
+def _resolve_outcome(fut: asyncio.Future[TransferOutcome], outcome: TransferOutcome) -> None:
+    if not fut.done():
+        fut.set_result(outcome)
 
 
 def _resolve(fut: asyncio.Future[tuple[Any, int]], result: Any, error: int) -> None:

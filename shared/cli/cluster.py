@@ -68,6 +68,22 @@ def member_remove(state: CliState, raft_address: str) -> None:
     )
 
 
+@cluster.group("leader", cls=CloudGroup)
+def leader() -> None:
+    """The Raft leader."""
+
+
+@leader.command("transfer")
+@click.option("--to", "to", metavar="MEMBER", help="The member to hand leadership to (raft or API address); "
+              "default: the most up-to-date follower.")
+@click.pass_obj
+def leader_transfer(state: CliState, to: str | None) -> None:
+    """Hand Raft leadership to another controller and wait until it leads."""
+    result = state.client().cluster.leader.transfer(to)
+    emit_done(state.output, f"{result['leader_raft']} leads term {result['term']} "
+              f"(was {result['previous_leader_raft']}, {result['seconds']:.3f}s).", result)
+
+
 @cluster.command("backup")
 @click.argument("file", type=click.Path(dir_okay=False, writable=True))
 @click.pass_obj

@@ -40,12 +40,27 @@ class MembersAPI(Resource):
         self._client.request("DELETE", f"{self.path}/{seg(raft_address)}")
 
 
+class LeaderAPI(Resource):
+    """The Raft leader (cluster admin)."""
+
+    def transfer(self, to: str | None = None) -> dict[str, Any]:
+        """Hand leadership to member ``to`` (raft or API address; None: the most up-to-date follower).
+
+        Returns once the new leader is elected: ``{"leader", "leader_raft", "previous_leader_raft", "term",
+        "seconds"}``. A 409 means leadership stayed where it was (no eligible follower, or the transfer timed out).
+        """
+        payload: dict[str, Any] = {} if to is None else {"to": to}
+        result: dict[str, Any] = self._client.request("POST", "/v1/cluster/leader/transfer", json=payload)
+        return result
+
+
 class ClusterAPI(Resource):
     """Cluster-wide operations."""
 
     def __init__(self, client: CloudClient) -> None:
         super().__init__(client)
         self.members = MembersAPI(client)
+        self.leader = LeaderAPI(client)
 
     def health(self) -> dict[str, Any]:
         """The answering controller's view of the cluster (no auth needed)."""

@@ -681,6 +681,25 @@ def s_remove_member(c: Cell) -> Case:
     return Case(f"/v1/cluster/members/{address}", ok, check=check, unchanged=unchanged, check_errors=True)
 
 
+def s_transfer_leader(c: Cell) -> Case:
+    before = _members(c)
+    if c.scope == "own":
+        # a one-member cluster has no follower to hand leadership to: 409, leadership stays
+        to, ok, code = RAFT_ADDRESS, 409, "conflict"
+    else:
+        to, ok, code = f"127.0.0.1:{free_port()}", 404, "not_found"
+
+    def check(r: httpx.Response) -> None:
+        assert _json(r)["error"]["code"] == code
+        assert _members(c) == before
+
+    def unchanged() -> None:
+        assert _members(c) == before
+
+    return Case("/v1/cluster/leader/transfer", ok, json={"to": to}, check=check, unchanged=unchanged,
+                check_errors=True)
+
+
 def s_backup(c: Cell) -> Case:
     def check(r: httpx.Response) -> None:
         assert r.headers["content-type"] == "application/octet-stream"
@@ -1107,6 +1126,7 @@ SAMPLES: dict[tuple[str, str], Callable[[Cell], Case]] = {
     ("GET", "/v1/cluster/members"): s_list_members,
     ("POST", "/v1/cluster/members"): s_add_member,
     ("DELETE", "/v1/cluster/members/{raft_address}"): s_remove_member,
+    ("POST", "/v1/cluster/leader/transfer"): s_transfer_leader,
     ("GET", "/v1/cluster/backup"): s_backup,
     ("POST", "/v1/hosts/tokens"): s_create_host_token,
     ("POST", "/v1/hosts/join"): s_join_host,
@@ -1289,6 +1309,7 @@ EXPECTED_ACCESS = {
     ("GET", "/v1/cluster/members"): "cluster-admin",
     ("POST", "/v1/cluster/members"): "cluster-admin",
     ("DELETE", "/v1/cluster/members/{raft_address}"): "cluster-admin",
+    ("POST", "/v1/cluster/leader/transfer"): "cluster-admin",
     ("GET", "/v1/cluster/backup"): "cluster-admin",
     ("POST", "/v1/hosts/tokens"): "cluster-admin",
     ("POST", "/v1/hosts/join"): "public",

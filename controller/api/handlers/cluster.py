@@ -27,6 +27,11 @@ async def remove_member(req: ApiRequest) -> web.StreamResponse:
     return no_content()
 
 
+async def transfer_leader(req: ApiRequest) -> web.StreamResponse:
+    body = req.body(schemas.LeaderTransfer) if req.raw_body.strip() else schemas.LeaderTransfer()
+    return json_response(await cluster.transfer_leader(req.rt, req.rc, body.to))
+
+
 async def backup(req: ApiRequest) -> web.StreamResponse:
     blob = await cluster.backup(req.rt, req.rc)
     return web.Response(body=blob, content_type="application/octet-stream",
