@@ -62,6 +62,12 @@ class HostViews:
         # are kept (not their ids), so an id can never be reused while it is cached
         self._entries: dict[str, tuple[Any, ...]] = {}
         self.built = 0  # views built (not reused): for tests and profiling
+        # The host records in a list (the scheduler's random walk indexes it), kept between placements: a copy of
+        # 10,000 records per placement cost more than the walk. Rebuilt when the host table is another one, when
+        # its size changed, or when a walk met a record that is no longer in it (``stale``).
+        self._records: list[dict[str, Any]] = []
+        self._records_of: dict[str, dict[str, Any]] | None = None
+        self.stale = False
 
     def view(self, host: dict[str, Any]) -> HostView:
         e = self._entries.get(host["id"])
@@ -77,9 +83,12 @@ class HostViews:
 
     def sequence(self, data: StateData, planned: Planned | None = None) -> LazyViews:
         """All hosts, as views built on first access."""
-        if len(self._entries) > 2 * len(data.hosts) + 1000:  # forget deleted hosts now and then
-            self._entries = {k: v for k, v in self._entries.items() if k in data.hosts}
-        return LazyViews(list(data.hosts.values()), self, planned, data.hosts)
+        hosts = data.hosts
+        if self.stale or self._records_of is not hosts or len(self._records) != len(hosts):
+            self._records, self._records_of, self.stale = list(hosts.values()), hosts, False
+            if len(self._entries) > 2 * len(hosts) + 1000:  # forget deleted hosts now and then
+                self._entries = {k: v for k, v in self._entries.items() if k in hosts}
+        return LazyViews(self._records, self, planned, hosts)
 
 
 class LazyViews(Sequence[HostView]):
@@ -112,6 +121,9 @@ class LazyViews(Sequence[HostView]):
         return None if host is None else self._view(host)
 
     def _view(self, host: dict[str, Any]) -> HostView:
+        if self._by_id.get(host["id"]) is not host:  # deleted since the host list was made: it takes nothing
+            self._cache.stale = True
+            return dataclasses.replace(_build(host), state="deleted")
         view = self._cache.view(host)
         if self._planned:
             return _with_planned(view, self._planned.get(host["id"]))

@@ -7,7 +7,9 @@ so finding the lowest free address does not rescan a full subnet each time.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
+import socket
 from typing import Any
 
 from controller.state.data import StateData
@@ -65,8 +67,20 @@ def capacity(net: ipaddress.IPv4Network) -> int:
     return int(net.num_addresses) - 2 - RESERVED_AT_END
 
 
+@functools.lru_cache(maxsize=4096)
+def _span(cidr: str) -> tuple[int, int]:
+    """(first address as an integer, number of addresses) of a subnet's CIDR: every placement with a port asks
+    for it (twice), and parsing the CIDR each time was a tenth of the apply step's time."""
+    net = ipaddress.IPv4Network(cidr)
+    return int(net.network_address), int(net.num_addresses)
+
+
+def _dotted(address: int) -> str:
+    return socket.inet_ntoa(address.to_bytes(4, "big"))
+
+
 def free_count(subnet: dict[str, Any]) -> int:
-    return capacity(ipaddress.IPv4Network(subnet["cidr"])) - len(subnet["allocated"])
+    return _span(subnet["cidr"])[1] - 2 - RESERVED_AT_END - len(subnet["allocated"])
 
 
 def check_free(subnet: dict[str, Any], count: int) -> None:
@@ -98,15 +112,15 @@ def allocate(subnet: dict[str, Any], port_id: str, requested: str | None = None)
         subnet["allocated"][requested] = port_id
         return requested
     check_free(subnet, 1)
-    net = ipaddress.IPv4Network(subnet["cidr"])
-    base = int(net.network_address)
+    base, size = _span(subnet["cidr"])
     offset = int(subnet["free_from"])
-    last = int(net.num_addresses) - 1 - RESERVED_AT_END
+    last = size - 1 - RESERVED_AT_END
+    allocated = subnet["allocated"]
     while offset <= last:
-        ip = str(ipaddress.IPv4Address(base + offset))
+        ip = _dotted(base + offset)
         offset += 1
-        if ip not in subnet["allocated"]:
-            subnet["allocated"][ip] = port_id
+        if ip not in allocated:
+            allocated[ip] = port_id
             subnet["free_from"] = offset
             return ip
     raise ApplyError(409, "subnet_exhausted", f"no free address in subnet {subnet['name']} ({subnet['cidr']})")
@@ -115,7 +129,7 @@ def allocate(subnet: dict[str, Any], port_id: str, requested: str | None = None)
 def release(subnet: dict[str, Any], ip: str) -> None:
     if subnet["allocated"].pop(ip, None) is None:
         return
-    offset = int(ipaddress.IPv4Address(ip)) - int(ipaddress.IPv4Network(subnet["cidr"]).network_address)
+    offset = int(ipaddress.IPv4Address(ip)) - _span(subnet["cidr"])[0]
     subnet["free_from"] = min(int(subnet["free_from"]), offset)
 
 

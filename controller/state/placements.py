@@ -79,9 +79,11 @@ def check_room(data: StateData, host_id: str, resources: dict[str, int], what: s
     return host
 
 
-def claim(data: StateData, host_id: str, instance: dict[str, Any]) -> None:
-    """Re-checks the host and its free capacity, then records the allocation. Raises 409 if it no longer fits."""
-    host = check_claim(data, host_id, instance)
+def claim(data: StateData, host_id: str, instance: dict[str, Any], checked: bool = False) -> None:
+    """Re-checks the host and its free capacity, then records the allocation. Raises 409 if it no longer fits.
+
+    ``checked``: the caller has just checked the claim (a batch checks each host's room for all its instances)."""
+    host = data.hosts[host_id] if checked else check_claim(data, host_id, instance)
     host["used"] = claims.add(host["used"], resources_of(instance))
     host["instance_count"] += 1
     host["desired_rev"] = data.revision

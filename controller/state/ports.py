@@ -183,11 +183,14 @@ def detach(data: StateData, instance: dict[str, Any]) -> None:
 
 
 def check_batch(data: StateData, tenant_id: str, spec: dict[str, Any], items: list[dict[str, Any]],
-                per_host: dict[str, int]) -> None:
-    """Everything the ports of a whole batch need, checked before its first instance is made."""
+                per_host: dict[str, int]) -> Plan:
+    """Everything the ports of a whole batch need, checked before its first instance is made; the plan of
+    each of its ports (unless it makes the default VPC, after which the others use that)."""
     check_port_ids(data, items)
-    plan(data, tenant_id, spec["network"], count=len(items))
-    check_mappings(data, mappings_of(spec), per_host)
+    result = plan(data, tenant_id, spec["network"], count=len(items))
+    result.mappings = mappings_of(spec)
+    check_mappings(data, result.mappings, per_host)
+    return result
 
 
 def item_network(spec: dict[str, Any], item: dict[str, Any]) -> dict[str, Any]:

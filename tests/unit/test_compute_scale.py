@@ -70,6 +70,22 @@ def test_a_changed_host_is_not_chosen_from_a_stale_view() -> None:
     assert exc.value.message == "no valid host among 2: state 2"
 
 
+def test_the_host_list_is_kept_between_placements_and_follows_joins_and_deletes() -> None:
+    data = _data(3)
+    views = placement.HostViews()
+    assert views.sequence(data)._hosts is views.sequence(data)._hosts  # no copy of every record per placement
+    data.hosts["h00003"] = _host(3)  # a join
+    assert len(views.sequence(data)) == 4
+    del data.hosts["h00000"]  # a delete and a join between two placements: the same number of hosts
+    data.hosts["h00004"] = _host(4)
+    seen = {placement.choose(data, _instance(), views=views) for _ in range(40)}
+    assert "h00000" not in seen  # met by a walk: it takes nothing, and the next placement rebuilds the list
+    assert {placement.choose(data, _instance(), views=views) for _ in range(40)} == {"h00001", "h00002", "h00003",
+                                                                                     "h00004"}
+    data.hosts = {k: dict(v) for k, v in data.hosts.items()}  # a snapshot was loaded: another table
+    assert all(h is data.hosts[h["id"]] for h in views.sequence(data)._hosts)
+
+
 def test_choose_many_never_overfills_a_host() -> None:
     data = _data(5, vcpu=4, memory_mb=4096)  # 4 instances of 1 vcpu / 1024 MB per host
     chosen = placement.choose_many(data, _instance(), [f"i{n}" for n in range(20)], placement.HostViews())
