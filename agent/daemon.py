@@ -19,6 +19,7 @@ from agent.applied import AppliedActions
 from agent.drivers import load_driver
 from agent.drivers.base import Driver
 from agent.images import ImageCache, Sink
+from agent.migrations import Migrations
 from agent.reconciler import Desired, Reconciler
 from agent.server import build_agent_server
 from shared import pki, sdnotify
@@ -63,6 +64,8 @@ class AgentDaemon:
         self.host_state = "unknown"
         self._stop = asyncio.Event()
         self._wake = asyncio.Event()
+        self.migrations = Migrations(self.driver, self.reconciler, self._report_migration, wake=self._wake.set)
+        self._migration_facts: dict[str, str] | None = None
         self._interval = config.heartbeat_interval or 5.0
         self.last_reason = ""
 
@@ -120,6 +123,10 @@ class AgentDaemon:
             "agent_address": self.config.advertise or self.config.listen, "agent_version": VERSION,
             "instances": [[i.id, i.generation] for i in actual],
         }
+        if self._migration_facts is None:
+            self._migration_facts = await self.driver.migration_facts()
+        if self._migration_facts:
+            payload["migration"] = self._migration_facts
         answer = await self.link.call("POST", "/agent/v1/heartbeat", payload)
         if answer.get("state") != self.host_state:
             log.info("host state %s -> %s", self.host_state, answer.get("state"))
@@ -149,7 +156,8 @@ class AgentDaemon:
             if new_rev != rev or self.desired is None:
                 rev = new_rev
                 self.desired = Desired(rev=rev, state=str(answer["state"]),
-                                       instances={i["id"]: i for i in answer["instances"]})
+                                       instances={i["id"]: i for i in answer["instances"]},
+                                       incoming={i["id"]: i for i in answer.get("incoming") or ()})
                 self._wake.set()
 
     async def _reconcile_loop(self) -> None:
@@ -157,6 +165,7 @@ class AgentDaemon:
             self._wake.clear()
             try:
                 reason, reports = await self.reconciler.run_once(self.desired)
+                reason = "; ".join([reason, *await self.migrations.run_once(self.desired)])
                 if reason != self.last_reason:
                     log.info("reconcile: %s", reason)
                     self.last_reason = reason
@@ -175,6 +184,9 @@ class AgentDaemon:
 
     async def _report(self, reports: list[dict[str, object]]) -> None:
         await self.link.call("POST", "/agent/v1/report", {"instances": reports})
+
+    async def _report_migration(self, body: dict[str, object]) -> None:
+        await self.link.call("POST", "/agent/v1/migration", body)
 
     async def _report_quietly(self, reports: list[dict[str, object]]) -> None:
         """Progress ("creating") is nice to have: losing it must not stop the pass."""

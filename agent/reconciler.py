@@ -41,6 +41,7 @@ class Desired:
     rev: int
     state: str
     instances: dict[str, dict[str, Any]]
+    incoming: dict[str, dict[str, Any]] = field(default_factory=dict)  # live migrations arriving here
 
 
 @dataclass
@@ -95,6 +96,8 @@ class Reconciler:
                     step.reports)
         await self._announce_creates(desired, actual)
         for item in desired.instances.values():
+            if item.get("migration"):  # leaving live (agent/migrations.py): never (re)created or changed here
+                continue
             await self._converge(item, actual.get(item["id"]), step)
         await self._prune_images(desired, actual, step)
         reason = "; ".join(step.done + step.failed) or f"{len(desired.instances)} instance(s) as desired"
@@ -105,6 +108,9 @@ class Reconciler:
             want = desired.instances.get(instance.id)
             if want is not None and want["generation"] == instance.generation and want["desired"] != "deleted":
                 continue
+            arriving = desired.incoming.get(instance.id)
+            if arriving is not None and int(arriving["generation"]) == instance.generation:
+                continue  # live-migrated here: it becomes this host's once the controller flips it
             why = "deleted" if want is not None and want["desired"] == "deleted" else "moved away or replaced"
             try:
                 await self.driver.delete(instance.id)
@@ -127,7 +133,7 @@ class Reconciler:
         for item in desired.instances.values():
             key = (item["id"], int(item["generation"]))
             failed = self._failed_at.get(key)
-            if (item["desired"] == "running" and item["id"] not in actual
+            if (item["desired"] == "running" and item["id"] not in actual and not item.get("migration")
                     and (failed is None or now - failed[0] >= CREATE_RETRY_SECONDS)):
                 announce.append({"id": key[0], "generation": key[1], "status": "creating"})
         if announce:

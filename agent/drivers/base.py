@@ -213,5 +213,27 @@ class Driver(ABC):
         """The serial console of a running VM, interactively (output from now on; see ``console`` for the past)."""
         raise NotSupported(f"driver {self.name} has no serial console")
 
+    # -- live migration (optional): see agent.drivers.libvirt_migrate
+
+    async def migration_facts(self) -> dict[str, str]:
+        """How another host's driver reaches this one to live-migrate an instance here (reported in heartbeats);
+        empty when this driver cannot receive or send live migrations."""
+        return {}
+
+    def can_live_migrate(self, spec: InstanceSpec) -> bool:
+        """Whether this instance could move live (a driver without migration: never)."""
+        return False
+
+    async def prepare_in(self, spec: InstanceSpec) -> dict[str, str]:
+        """Target side: makes what an incoming live migration of ``spec`` (its new generation) needs, and returns
+        what the source must know (where the files are). Idempotent."""
+        raise NotSupported(f"driver {self.name} cannot live-migrate")
+
+    async def migrate_out(self, instance_id: str, generation: int, target: Mapping[str, Any]) -> None:
+        """Source side: moves the running instance live to ``target`` (what ``prepare_in`` returned there, plus
+        the target's ``migration_facts``); afterwards nothing of it is left here. On failure it keeps running
+        here and :class:`DriverError` is raised."""
+        raise NotSupported(f"driver {self.name} cannot live-migrate")
+
     async def close(self) -> None:  # noqa: B027 - optional hook, most drivers hold nothing
         """Releases connections; running instances keep running."""

@@ -40,7 +40,7 @@ from typing import Any, ClassVar, TypeVar
 import libvirt
 
 from agent.drivers import libvirt_disks as disks
-from agent.drivers import libvirt_pty, libvirt_resize, libvirt_volumes
+from agent.drivers import libvirt_migrate, libvirt_pty, libvirt_resize, libvirt_volumes
 from agent.drivers.base import (
     ActualInstance,
     Driver,
@@ -228,6 +228,9 @@ class LibvirtDriver(Driver):
                     f"refusing to replace it with older generation {spec.generation}"
                 )
             same = [d for d in existing if d.meta.generation == spec.generation]
+            if same and (same[0].state, same[0].reason) == (libvirt.VIR_DOMAIN_PAUSED,
+                                                             libvirt.VIR_DOMAIN_PAUSED_MIGRATION):
+                raise DriverError(f"instance {spec.id} is arriving by live migration; not starting it")
             if same:
                 await self._start(same[0])
                 return
@@ -493,6 +496,18 @@ class LibvirtDriver(Driver):
 
     async def exec(self, instance_id: str, command: list[str], timeout: float = 30.0) -> ExecResult:  # noqa: ASYNC109
         raise NotSupported("the libvirt driver cannot run commands in a VM (no guest agent)")
+
+    async def migration_facts(self) -> dict[str, str]:
+        return await libvirt_migrate.facts(self)
+
+    def can_live_migrate(self, spec: InstanceSpec) -> bool:
+        return libvirt_migrate.can_live_migrate(self, spec)
+
+    async def prepare_in(self, spec: InstanceSpec) -> dict[str, str]:
+        return await libvirt_migrate.prepare_in(self, spec)
+
+    async def migrate_out(self, instance_id: str, generation: int, target: Mapping[str, Any]) -> None:
+        await libvirt_migrate.migrate_out(self, instance_id, generation, target)
 
     async def close(self) -> None:
         def close() -> None:

@@ -13,7 +13,7 @@ from aiohttp import web
 from controller.api import storage_agent
 from controller.api.appkeys import RUNTIME
 from controller.api.errors import error_response
-from controller.services import agent_link, net_agent, storage_link
+from controller.services import agent_link, migrations, net_agent, storage_link
 from controller.services.errors import ServiceError
 from controller.services.runtime import Runtime
 from controller.store.base import StoreUnavailable
@@ -134,6 +134,11 @@ async def report(request: web.Request) -> web.StreamResponse:
     return _packed(await agent_link.report(request.app[RUNTIME], host_id, reports))
 
 
+async def migration_report(request: web.Request) -> web.StreamResponse:
+    host_id = _host_id(request)
+    return _packed(await migrations.report(request.app[RUNTIME], host_id, await _body(request)))
+
+
 async def network_report(request: web.Request) -> web.StreamResponse:
     host_id = _host_id(request)
     return _packed(await net_agent.report(request.app[RUNTIME], host_id, await _body(request)))
@@ -145,6 +150,7 @@ def build_agent_app(rt: Runtime) -> web.Application:
     app.router.add_post("/agent/v1/heartbeat", heartbeat)
     app.router.add_get("/agent/v1/desired", long_poll(agent_link.desired))
     app.router.add_post("/agent/v1/report", report)
+    app.router.add_post("/agent/v1/migration", migration_report)
     app.router.add_get("/agent/v1/network", long_poll(net_agent.network))
     app.router.add_get("/agent/v1/storage", long_poll(storage_link.desired))
     app.router.add_post("/agent/v1/network/report", network_report)

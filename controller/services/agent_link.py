@@ -11,14 +11,14 @@ import uuid
 from typing import Any
 
 from controller.services import hosts as host_service
-from controller.services import storage_views
+from controller.services import migrations, storage_views
 from controller.services.context import SYSTEM, RequestContext
 from controller.services.errors import ServiceError
 from controller.services.runtime import Runtime
 from controller.state.data import StateData
 from controller.state.placements import instances_on
 
-REPORTED_HOST_FIELDS = ("driver", "kinds", "traits", "inventory", "agent_address", "agent_version")
+REPORTED_HOST_FIELDS = ("driver", "kinds", "traits", "inventory", "agent_address", "agent_version", "migration")
 MAX_WATCH_SECONDS = 30.0
 
 
@@ -60,16 +60,20 @@ async def heartbeat(rt: Runtime, host_id: str, payload: dict[str, Any]) -> dict[
         changes = {k: payload[k] for k in REPORTED_HOST_FIELDS if k in payload and payload[k] != host.get(k)}
         state = host["state"]
         stale = stale_instances(data, host_id, payload.get("instances", []))
+        if not changes and state == "up":  # nearly every beat: nothing to write, answered under this one lock
+            return _beat_answer(rt, data, host, stale)
     if changes:
         await rt.propose(_rc("update"), "host.update", {"host_id": host_id, **changes}, action="", target=host_id,
                          tenant_id=None)
     if state != "up":
         state = await _come_back(rt, host_id, state, stale)
     with rt.view() as data:
-        host = data.hosts[host_id]
-        return {"state": host["state"], "desired_rev": host["desired_rev"], "fence": stale,
-                "heartbeat_interval": rt.compute.heartbeat_interval,
-                "controllers": host_service.agent_endpoints(data)}
+        return _beat_answer(rt, data, data.hosts[host_id], stale)
+
+
+def _beat_answer(rt: Runtime, data: StateData, host: dict[str, Any], stale: list[str]) -> dict[str, Any]:
+    return {"state": host["state"], "desired_rev": host["desired_rev"], "fence": stale,
+            "heartbeat_interval": rt.compute.heartbeat_interval, "controllers": host_service.agent_endpoints(data)}
 
 
 async def _come_back(rt: Runtime, host_id: str, state: str, stale: list[str]) -> str:
@@ -94,13 +98,22 @@ def desired_for(data: StateData, host_id: str) -> dict[str, Any]:
     if host["state"] in ("up", "fencing", "new"):
         for i in instances_on(data, host_id):
             if i.get("host_id") == host_id:
-                instances.append({k: i.get(k) for k in (
-                    "id", "name", "generation", "kind", "image", "vcpus", "memory_mb", "disk_gb", "command", "env",
-                    "ports", "user_data", "restart_policy", "tenant_id", "desired", "action_seq", "reboot_seq",
-                    "spec_rev", "vm_image")})
-                instances[-1]["volumes"] = storage_views.instance_volumes(data, i["id"])
-                instances[-1]["nic"] = _nic(data, i)
-    return {"rev": host["desired_rev"], "state": host["state"], "instances": instances}
+                instances.append(_item(data, i))
+    incoming = migrations.incoming(data, host, _item) if host["state"] == "up" else []
+    return {"rev": host["desired_rev"], "state": host["state"], "instances": instances, "incoming": incoming}
+
+
+def _item(data: StateData, i: dict[str, Any]) -> dict[str, Any]:
+    item = {k: i.get(k) for k in (
+        "id", "name", "generation", "kind", "image", "vcpus", "memory_mb", "disk_gb", "command", "env",
+        "ports", "user_data", "restart_policy", "tenant_id", "desired", "action_seq", "reboot_seq",
+        "spec_rev", "vm_image")}
+    item["volumes"] = storage_views.instance_volumes(data, i["id"])
+    item["nic"] = _nic(data, i)
+    leaving = migrations.outgoing(data, i) if i.get("migration") else None
+    if leaving is not None:  # the target is ready: the agent migrates it (agent/migrations.py)
+        item["migration"] = leaving
+    return item
 
 
 def _nic(data: StateData, instance: dict[str, Any]) -> dict[str, Any] | None:

@@ -9,8 +9,9 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
+from typing import Any
 
-from controller.services import placement
+from controller.services import migrations, placement
 from controller.services.context import SYSTEM, RequestContext
 from controller.services.errors import ServiceError
 from controller.services.runtime import Runtime
@@ -74,23 +75,42 @@ class ComputeDuties:
         return moves
 
     async def _drain(self) -> str | None:
-        """Cold-moves one instance off a draining host per pass (the agent there deletes the old copy)."""
+        """Moves one instance off a draining host per pass: live (see services/migrations.py) where both hosts
+        can, else cold (the agent there deletes the old copy). Ends live migrations that took too long."""
         rt = self._rt
+        now = rt.clock()
+        timed_out: tuple[dict[str, Any], str] | None = None
         with rt.view() as data:
             draining = {h["id"] for h in data.hosts.values() if h["draining"]}
             if not draining:
                 return None
             for instance in data.instances.values():
                 if instance.get("host_id") in draining and instance["desired"] != "deleted":
+                    if instance.get("migration"):
+                        if migrations.expired(data, instance, now):
+                            timed_out = (dict(instance), instance["migration"]["id"])
+                            break
+                        continue
                     target = placement.try_choose(data, instance, frozenset(draining), views=rt.host_views)
                     if target is None:
                         continue
+                    live = migrations.can_go_live(data, instance, target)
                     args = {"id": instance["id"], "generation": instance["generation"], "host_id": target,
                             "why": f"moved off draining host {data.hosts[instance['host_id']]['name']}"}
                     name, tenant_id = instance["name"], instance["tenant_id"]
                     break
             else:
                 return None
+        if timed_out is not None:
+            outcome = await migrations.finish(rt, timed_out[0], timed_out[1], False, "timed out")
+            return f"live migration of {timed_out[0]['name']} timed out: {outcome}"
+        if live:
+            try:
+                await rt.propose(self._rc("migrate"), "migration.start", {**args, "migration_id": migrations.new_id()},
+                                 action="instance.migrate", target=name, tenant_id=tenant_id)
+                return f"live-migrating {name} off a draining host"
+            except ServiceError as err:
+                log.info("live migration of %s refused (%s); moving it cold", name, err.message)
         try:
             await rt.propose(self._rc("drain"), "instance.place", args, action="instance.move", target=name,
                              tenant_id=tenant_id)

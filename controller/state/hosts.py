@@ -84,7 +84,7 @@ def join(data: StateData, args: dict[str, Any], ctx: CommandContext) -> dict[str
 def update_host(data: StateData, args: dict[str, Any], ctx: CommandContext) -> dict[str, Any]:
     """What the agent reports that rarely changes: inventory, driver kinds, traits, address, version."""
     host = get_host(data, args["host_id"])
-    for key in ("driver", "kinds", "traits", "inventory", "agent_address", "agent_version", "zone"):
+    for key in ("driver", "kinds", "traits", "inventory", "agent_address", "agent_version", "zone", "migration"):
         if key in args:
             host[key] = args[key]
     return dict(host)

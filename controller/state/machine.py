@@ -22,6 +22,7 @@ from controller.state import (  # noqa: F401
     images,
     instances,
     keys,
+    migrations,
     netindex,
     networks,
     port_groups,
