@@ -1,8 +1,10 @@
 """ansible/site.yml and rolling-upgrade.yml for real, over SSH, on simulated bare hosts with systemd as PID 1.
 
 One deployment is shared by the tests of this module, in order: deploy, re-run (changed=0), rolling upgrade
-while an instance runs, then a controller host pulled and restored by site.yml. Three hosts carry all roles:
-node1 controller; node2 controller + agent; node3 controller + agent + storage (fake driver, file volumes).
+while an instance runs, a controller host pulled and restored by site.yml, then node1 replaced by a fresh host
+(empty disk) that site.yml adds to the running cluster, and a re-run while node1's API is unreachable from the
+other hosts. Three hosts carry all roles: node1 controller; node2 controller + agent; node3 controller + agent +
+storage (fake driver, file volumes).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import shutil
 import ssl
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +35,7 @@ EXAMPLE = ANSIBLE / "inventory/example"
 GROUPS = {"controllers": list(SIM_HOST_NAMES), "agents": list(SIM_HOST_NAMES[1:]), "storage": [SIM_HOST_NAMES[2]]}
 UNITS = "thecloud-agent thecloud-netd thecloud-storaged thecloud-controller"
 MOVE_SECONDS = 60.0  # an instance's drain move: removed on the drained host, created on another
+LEADERLESS_SECONDS = 0.5  # no sample without a leader for longer: controllers keep one throughout
 
 
 @dataclass
@@ -138,7 +142,7 @@ def test_rolling_upgrade_keeps_the_instance_and_a_leader(deployment: Deployment,
     watchers = [deployment.client(h, retries_on_503=0, timeout=2.0) for h in deployment.hosts]
     with deployment.client() as client:
         instance = InstanceWatch(interval=0.5, clients=watchers, instance="tc-rollout-web").start()
-        leader = LeaderWatch(interval=0.5, urls=[deployment.url(h) for h in deployment.hosts],
+        leader = LeaderWatch(interval=0.1, urls=[deployment.url(h) for h in deployment.hosts],
                              verify=deployment.tls()).start()
         try:
             result = deployment.play("rolling-upgrade.yml", {"common_wheelhouse": str(new_wheelhouse)})
@@ -157,7 +161,10 @@ def test_rolling_upgrade_keeps_the_instance_and_a_leader(deployment: Deployment,
     assert all(g.seconds < MOVE_SECONDS for g in outages), outages
     assert len(outages) <= len(GROUPS["agents"]), outages
     leaderless = leader.gaps()
-    assert all(g.seconds < 5.0 for g in leaderless), leaderless
+    # The leader's restart hands leadership over (SIGTERM -> Raft transfer): no election-long gap (0.5-1.1 s
+    # without it). A gap is measured from the last sample with a leader to the next (0.1 s apart).
+    assert all(g.seconds < LEADERLESS_SECONDS for g in leaderless), leaderless
+    assert len({s.value for s in leader.samples if s.value}) >= 2, "the leader was never restarted"
     assert leader.samples and leader.samples[-1].value, leader.errors[-5:]
     deployment.assert_cluster_healthy(new_version)
     assert {(h["state"], h["agent_version"], h["draining"]) for h in hosts} == {("up", new_version, False)}, hosts
@@ -166,7 +173,7 @@ def test_rolling_upgrade_keeps_the_instance_and_a_leader(deployment: Deployment,
             out = host.exec(f"/opt/thecloud/venv/bin/thecloud-{daemon} --version", check=True).stdout
             assert new_version in out, (host.name, out)
     print(f"rolling upgrade {result.seconds:.0f} s; instance outages {[round(g.seconds, 1) for g in outages]} s; "
-          f"leaderless windows {[round(g.seconds, 1) for g in leaderless]} s")
+          f"leaderless windows {[round(g.seconds, 2) for g in leaderless]} s")
 
 
 def test_killed_controller_host_leaves_a_working_cluster_and_site_restores_it(deployment: Deployment,
@@ -197,3 +204,52 @@ def test_killed_controller_host_leaves_a_working_cluster_and_site_restores_it(de
     deployment.assert_cluster_healthy(new_version)
     with deployment.client(lost) as client:
         assert client.instances.get("tc-rollout-after-kill")["status"] == "running"
+
+
+BLOCK_TABLE = "tcblock"
+
+
+@contextmanager
+def api_unreachable_from_others(host: SimHost) -> Iterator[None]:
+    """``host`` drops every connection to its API port but its own (nftables inside the host), as a dead API would."""
+    host.exec(f"nft add table inet {BLOCK_TABLE} && nft add chain inet {BLOCK_TABLE} input "
+              "'{ type filter hook input priority -10; }' && "
+              f"nft add rule inet {BLOCK_TABLE} input ip saddr != {host.address} tcp dport 8600 drop", check=True)
+    try:
+        yield
+    finally:
+        host.exec(f"nft delete table inet {BLOCK_TABLE}", check=True)
+
+
+def test_replaced_controller_host_joins_the_running_cluster(deployment: Deployment,
+                                                            wheelhouse_upgrade: tuple[Path, str]) -> None:
+    """node1's machine is lost for good and replaced by a fresh one at the same name and address: site.yml sees the
+    cluster running on node2 and node3, has the leader forget the old node1 and add the new one, which copies the
+    state. A second run, while node1 (the first of agent_controller_urls) drops every API connection but its own,
+    changes nothing: the agent role goes to another controller."""
+    new_wheelhouse, new_version = wheelhouse_upgrade
+    replaced = deployment.sim.replace(SIM_HOST_NAMES[0])
+    assert replaced.exec("test -e /var/lib/thecloud/controller").returncode != 0, "the new host is not empty"
+    for socket in (deployment.sim.workdir / "cp").glob("*"):  # SSH masters to the old host's vanished sshd
+        socket.unlink()
+    result = deployment.play("site.yml", {"common_wheelhouse": str(new_wheelhouse)})
+    assert result.ok, result.tail()
+    deployment.fetch_credentials()  # the new host made a new API certificate: the bundle changed
+    deployment.assert_cluster_healthy(new_version)
+    assert sorted(m["raft_address"] for m in deployment.health(replaced)["members"]) == \
+        sorted(f"{h.address}:8700" for h in deployment.hosts)
+    roles = sorted(deployment.health(h)["role"] for h in deployment.hosts)
+    assert roles == ["follower", "follower", "leader"], roles
+    with deployment.client(replaced) as client:
+        assert client.instances.get("tc-rollout-web", stale=True)["status"] == "running"
+        client.tenants.create("tc-rollout-after-replace")
+        assert client.tenants.get("tc-rollout-after-replace")["name"] == "tc-rollout-after-replace"
+
+    with api_unreachable_from_others(replaced):
+        for other in deployment.hosts[1:]:
+            probe = other.exec(f"curl -sk -m 2 -o /dev/null https://{replaced.address}:8600/v1/health || echo blocked")
+            assert "blocked" in probe.stdout, (other.name, probe.stdout, probe.stderr)
+        again = deployment.play("site.yml", {"common_wheelhouse": str(new_wheelhouse)})
+    assert again.ok, again.tail()
+    assert {host: counts["changed"] for host, counts in again.recap.items()} == dict.fromkeys(SIM_HOST_NAMES, 0), \
+        again.tail(20000)
