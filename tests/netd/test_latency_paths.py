@@ -7,8 +7,6 @@ import asyncio
 import os
 import subprocess
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -117,18 +115,6 @@ def test_ports_come_before_routers_and_a_failed_router_fails_its_ports(tmp_path:
     plane.order.clear()
     _, statuses = reconciler.run_once(_doc(_vpc(), _port("p1", "10.0.0.5")), full=False)
     assert plane.order == ["port p1", "router"] and statuses[0].state == "active"  # the port is set up again
-
-
-@pytest.fixture
-def namespace() -> Iterator[str]:
-    if not ROOT:
-        pytest.skip("needs root (network namespaces)")
-    name = f"tclat{uuid.uuid4().hex[:6]}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    try:
-        yield f"/run/netns/{name}"
-    finally:
-        subprocess.run(["ip", "netns", "delete", name], check=False)
 
 
 def test_tx_checksum_offload_is_switched_off_through_the_ioctl(namespace: str) -> None:

@@ -28,18 +28,6 @@ from tests.harness.ovs import OvsDaemons, skip_reason
 VOLATILE = re.compile(r"\b(duration|n_packets|n_bytes|idle_age|hard_age)=[^,\s]+,?\s*")
 
 
-@pytest.fixture
-def namespace() -> Iterator[str]:
-    if os.geteuid() != 0:
-        pytest.skip("needs root (network namespaces)")
-    name = f"tcpp{uuid.uuid4().hex[:6]}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    try:
-        yield f"/run/netns/{name}"
-    finally:
-        subprocess.run(["ip", "netns", "delete", name], check=False)
-
-
 def _links(namespace: str) -> dict[str, dict[str, Any]]:
     """``ip -d link`` per device, with its addresses from ``ip addr``."""
     def ip(*args: str) -> list[dict[str, Any]]:
