@@ -4,7 +4,7 @@
    from an existing instance's namespace to the new one is answered:
    (a) ``spec file``: netd alone on simulated hosts (tests/bench/net_dataplane.py), the data-plane cost;
        half the new ports next to the prober, half on the other host (over VXLAN);
-   (b) ``controller``: API create -> Raft -> netd's long-poll -> plumb -> traffic, linuxbridge
+   (b) ``controller``: API create -> Raft -> netd's long-poll -> plumb -> traffic, per backend
        (tests/bench/net_controller.py). Goal: p95 < 200 ms.
 2. TCP throughput with iperf3 between instances on two simulated hosts over VXLAN, next to a plain veth
    between two namespaces (the ceiling of this machine).
@@ -75,9 +75,8 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
         records += [_plumb_record(backend, "spec file", plumbed),
                     {"bench": "net_throughput", "backend": backend, **flow, "raw_veth_gbit_s": raw},
                     {"bench": "net_rules", "backend": backend, **rules}]
-        if backend == "linuxbridge":
-            info(f"net: linuxbridge through the controller: {ports} instances")
-            records.append(_controller_record(net_controller.plumb(ports)))
+        info(f"net: {backend} through the controller: {ports} instances")
+        records.append(_controller_record(backend, net_controller.plumb(ports, backend)))
     for record in records:
         emit(record)
     for backend in BACKENDS:
@@ -91,13 +90,13 @@ def _plumb_record(backend: str, path: str, plumbed: dict[str, Any]) -> dict[str,
             "met": p95 is not None and p95 < GOAL_MS}
 
 
-def _controller_record(measured: dict[str, list[float]]) -> dict[str, Any]:
+def _controller_record(backend: str, measured: dict[str, list[float]]) -> dict[str, Any]:
     def stats(values: list[float]) -> dict[str, Any]:
         ordered = sorted(values)
         return {"n": len(ordered), "p50_ms": ms(percentile(ordered, 50)), "p95_ms": ms(percentile(ordered, 95)),
                 "max_ms": ms(ordered[-1]) if ordered else None}
 
-    return _plumb_record("linuxbridge", "controller", {
+    return _plumb_record(backend, "controller", {
         "ports": len(measured["from_api"]), "all": stats(measured["from_api"]),
         "from_report": stats(measured["from_report"]), "netd_pass": stats(measured["netd_pass"])})
 

@@ -1,6 +1,7 @@
 """Port plumb time through the whole control path: public API -> Raft -> netd's long-poll -> plumb -> traffic.
 
-One real controller process (tests.harness.controllers) and one real ``thecloud-netd`` (linuxbridge) that
+One real controller process (tests.harness.controllers) and one real ``thecloud-netd`` (either backend; OVS
+with its own ovsdb-server/ovs-vswitchd in the host's namespace, as in tests.harness.ovs) that
 follows it over mutual TLS with a host identity made by ``thecloud-agent join``. netd runs in a network
 namespace of its own (a simulated host, joined to this machine by a veth: the controller's agent listener is
 bound to this machine's end), so nothing it builds touches the machine's own networking.
@@ -36,6 +37,7 @@ from tests.harness.agents import AgentNode, wait_for
 from tests.harness.controllers import ControllerCluster, ControllerNode
 from tests.harness.dirs import reachable_dir
 from tests.harness.netsim import sh
+from tests.harness.ovs import OvsDaemons, adopt_uplink
 
 REPO = Path(__file__).resolve().parents[2]
 ROOT_ADDRESS, HOST_ADDRESS = "198.18.61.1", "198.18.61.2"
@@ -100,9 +102,23 @@ def _host_namespace(tag: str) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def _netd(ns: str, identity_dir: Path, controller: ControllerNode, run_dir: Path,
-          netns_dir: Path) -> Iterator[subprocess.Popen[bytes]]:
-    cmd = ["ip", "netns", "exec", ns, sys.executable, "-m", "netd.main", "run", "--backend", "linuxbridge",
+def _backend_args(backend: str, ns: str, work: Path) -> Iterator[list[str]]:
+    """netd's backend options; for OVS, daemons in the host's namespace and its uplink on an OVS bridge."""
+    if backend != "ovs":
+        yield ["--backend", backend]
+        return
+    ovs = OvsDaemons(f"/run/netns/{ns}", work / "ovs").start()
+    try:
+        adopt_uplink(ovs, ns, "uplink0", "uplink0p", peer=(None, f"{ns}r"))
+        yield ["--backend", "ovs", "--ovs-datapath", "netdev", "--ovsdb", ovs.db]
+    finally:
+        ovs.stop()
+
+
+@contextlib.contextmanager
+def _netd(ns: str, identity_dir: Path, controller: ControllerNode, run_dir: Path, netns_dir: Path,
+          backend_args: list[str]) -> Iterator[subprocess.Popen[bytes]]:
+    cmd = ["ip", "netns", "exec", ns, sys.executable, "-m", "netd.main", "run", *backend_args,
            "--vtep", HOST_ADDRESS, "--public-interface", "uplink0", "--identity-dir", str(identity_dir),
            "--controller", controller.agent_api, "--run-dir", str(run_dir), "--netns-dir", str(netns_dir)]
     with (run_dir / "netd.log").open("ab") as log:
@@ -145,7 +161,7 @@ def _port_state(status_file: Path, port_id: str) -> str:
     return next((p["state"] for p in ports if p["port_id"] == port_id), "")
 
 
-def plumb(count: int) -> dict[str, Any]:
+def plumb(count: int, backend: str = "linuxbridge") -> dict[str, Any]:
     """``count`` instances created through the API one at a time; each one's port plumb time."""
     tag = uuid.uuid4().hex[:4]
     with tempfile.TemporaryDirectory(prefix="tc-bench-net-") as work, reachable_dir("tc-bench-netd-") as run_dir, \
@@ -162,7 +178,8 @@ def plumb(count: int) -> dict[str, Any]:
             host.join(node.url, admin.hosts.create_token()["token"])
             agent = HostAgent(host.data_dir, node.agent_api)
             agent.heartbeat()
-            with _netd(host_ns, host.data_dir, node, run_dir, Path(work) / "netns"):
+            with _backend_args(backend, host_ns, Path(work)) as backend_args, \
+                    _netd(host_ns, host.data_dir, node, run_dir, Path(work) / "netns", backend_args):
                 result = _measure(admin, agent, run_dir / "status.json", tag, namespaces, count)
                 return {**result, "netd_pass": _pass_seconds(run_dir / "netd.log")}
         finally:

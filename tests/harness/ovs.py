@@ -155,7 +155,8 @@ def _veth_peer(ns: str, ifname: str) -> tuple[str, str]:
     return peer_ns, next(p["ifname"] for p in peers if p["ifindex"] == link["link_index"])
 
 
-def adopt_uplink(ovs: OvsDaemons, ns: str, nic: str, physical: str) -> None:
+def adopt_uplink(ovs: OvsDaemons, ns: str, nic: str, physical: str,
+                 peer: tuple[str | None, str] | None = None) -> None:
     """Turns the namespace's underlay NIC ``nic`` into OVS bridge ``nic`` (userspace datapath) over the same
     link, renamed ``physical``: addresses and routes move to the bridge's internal port, so OVS's tunnel
     routing finds the VTEP address on a bridge, and the host keeps an interface called ``nic``.
@@ -163,9 +164,10 @@ def adopt_uplink(ovs: OvsDaemons, ns: str, nic: str, physical: str) -> None:
     ``nic`` must be a veth whose peer is in a named namespace (the simulated underlay): that peer gets its
     transmit checksum offload switched off. A real NIC delivers packets with complete checksums; a veth
     passes on the partial ones of local senders, which OVS's userspace datapath would forward unfinished
-    (and conntrack then drops them as invalid), see netd/backends/ovs_hybrid.py."""
-    peer_ns, peer = _veth_peer(ns, nic)
-    disable_tx_checksum(peer, f"/run/netns/{peer_ns}")
+    (and conntrack then drops them as invalid), see netd/backends/ovs_hybrid.py. ``peer``: (namespace name or
+    None for this one, interface name) of that peer when it is not in a named namespace."""
+    peer_ns, peer_nic = peer if peer is not None else _veth_peer(ns, nic)
+    disable_tx_checksum(peer_nic, f"/run/netns/{peer_ns}" if peer_ns else None)
     addresses = _in(ns, "ip", "-4", "-o", "addr", "show", "dev", nic).split()
     cidrs = [addresses[i + 1] for i, word in enumerate(addresses) if word == "inet"]
     routes = [line.split() for line in _in(ns, "ip", "-4", "route", "show", "dev", nic).splitlines()
