@@ -207,7 +207,6 @@ class Reconciler:
             return PortStatus(port.port_id, "active")
         self._settled.pop(port.port_id, None)
         try:
-            changes.extend(self.backend.prepare_port(port, vpc.vni))
             changes.extend(self.plane.ensure_port(port, vpc.mtu))
             changes.extend(self.backend.plug_port(port, vpc.vni))
         except FAILURES as exc:

@@ -41,11 +41,6 @@ class NetworkBackend(ABC):
     def plug(self, vni: int, device: str) -> list[str]:
         """Attaches an existing host device (a port's veth or tap, a router leg) to the VPC's bridge, up."""
 
-    def prepare_port(self, port: Port, vni: int) -> list[str]:
-        """Called before netd makes the port's own device, then ``plug_port`` once it exists: a backend may
-        start here what does not need that device, so it runs meanwhile (ovs: the hybrid plug's uplink)."""
-        return []
-
     @abstractmethod
     def plug_port(self, port: Port, vni: int) -> list[str]:
         """Attaches an instance port's host-side device (``port_names(port_id).veth`` or ``.tap``, which netd

@@ -12,12 +12,10 @@ bridge's ``external_ids`` (VNI, MTU, remote MACs), so a restarted netd adopts wh
 
 Cost per pass (a new port should carry traffic within ~200 ms of its document): inside a reconciler pass
 (``begin_pass``) one ovsdb snapshot is read and reused until this backend writes; writes to ``external_ids``
-only do not wait for ovs-vswitchd; flows are changed by difference when ``full=False``, straight over the
-bridge's OpenFlow socket (``ovs_flows``, ``ovs_openflow``); and a new port is plugged in steps that overlap:
-``prepare_port`` (before netd makes the instance's device) makes the hybrid bridge and uplink in one burst
-of link requests, requests the uplink's ofport (so its flows go in at once) and starts the transaction that
-adds it; ``plug_port`` attaches the device in a second burst and waits. Link changes are batched because
-ovs-vswitchd reconfigures every bridge on each one it hears of. Outside a pass every call reads afresh.
+only do not wait for ovs-vswitchd; in a pass with ``full=False`` flows are changed by difference, without
+reading them back (``ovs_flows.FlowSync``); a new port's ofport is requested (``ofport_request``), so its
+flows go in while its devices are made and ovs-vswitchd adds it; and new remote ports cost one ``ovs-ofctl``
+run and one transaction. Outside a pass (direct calls) every call reads afresh and verifies.
 
 Userspace datapath and the underlay: with ``netdev``, OVS sends VXLAN packets itself, through its own route
 table (filled from the kernel's) and only out of an OVS bridge: the route to the remote VTEPs must point at
@@ -33,15 +31,13 @@ import json
 import logging
 import os
 from collections.abc import Callable
-from concurrent.futures import Future
+from dataclasses import dataclass, field
 from typing import Any
 
-from netd import linkdump
 from netd.backends import ovs_hybrid as hybrid
 from netd.backends.base import BackendError, NetworkBackend
 from netd.backends.ovs_db import Bridge, Ovsdb, Snapshot, free_ofport
 from netd.backends.ovs_flows import FlowSync, wanted_flows
-from netd.backends.ovs_work import Op, Prepared, builder, cmd, settle
 from shared.netmodel import MAX_VNI, Port, Vpc, port_names, vpc_names
 
 log = logging.getLogger("thecloud.netd.ovs")
@@ -60,6 +56,35 @@ PORT_KEY = "thecloud-port-id"
 def tunnel_name(vni: int, remote_vtep: str) -> str:
     """``tcx-<vni hex>-<6 hex of the VTEP>``: at most 15 characters, like every device name."""
     return f"{vpc_names(vni).vxlan}-{hashlib.sha256(remote_vtep.encode()).hexdigest()[:6]}"
+
+
+@dataclass(frozen=True)
+class Op:
+    """One ovsdbapp command (``api.<method>(*args, **kwargs)``) for a transaction."""
+
+    method: str
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def add_to(self, api: Any, txn: Any) -> None:
+        txn.add(getattr(api, self.method)(*self.args, **self.kwargs))
+
+    @property
+    def for_vswitchd(self) -> bool:
+        """False for a write of ``external_ids`` only, which ovs-vswitchd ignores (no need to wait for it)."""
+        return not (self.method == "db_set" and all(column == "external_ids" for column, _ in self.args[2:]))
+
+
+def _cmd(method: str, *args: Any, **kwargs: Any) -> Op:
+    return Op(method, args, kwargs)
+
+
+def _builder(ops: list[Op]) -> Any:
+    def build(api: Any, txn: Any) -> None:
+        for op in ops:
+            op.add_to(api, txn)
+
+    return build
 
 
 def _rundir_of(endpoint: str) -> str:
@@ -86,12 +111,8 @@ class OvsBackend(NetworkBackend):
         self._in_pass = False  # snapshots are reused only inside a reconciler pass
         self._snap: Snapshot | None = None
         self._verify = True
-        self._prepared: dict[str, Prepared] = {}  # port id -> a new port's plug started by prepare_port
 
     def begin_pass(self, full: bool) -> None:
-        for prepared in self._prepared.values():  # its port failed between prepare_port and plug_port
-            prepared.abandon()
-        self._prepared.clear()
         self._in_pass, self._snap, self._verify = True, None, full
 
     # -- helpers -------------------------------------------------------------------------------------------
@@ -114,7 +135,7 @@ class OvsBackend(NetworkBackend):
     def _commit(self, ops: list[Op]) -> None:
         if ops:
             self._snap = None
-            self.db.commit(builder(ops), wait_vswitchd=any(op.for_vswitchd for op in ops))
+            self.db.commit(_builder(ops), wait_vswitchd=any(op.for_vswitchd for op in ops))
 
     def _target(self, bridge_name: str) -> str:
         return f"unix:{self.rundir}/{bridge_name}.mgmt"
@@ -146,7 +167,7 @@ class OvsBackend(NetworkBackend):
         def finish() -> list[str]:
             done = running()
             record = [] if done.record is None else [
-                cmd("db_set", "Bridge", bridge_name, ("external_ids", {FLOWS_KEY: done.record}))]
+                _cmd("db_set", "Bridge", bridge_name, ("external_ids", {FLOWS_KEY: done.record}))]
             self._commit([*(ops or []), *record])
             return [f"installed {len(flows)} flows on {bridge_name}"] if done.changed else []
 
@@ -186,9 +207,9 @@ class OvsBackend(NetworkBackend):
         ids = {VNI_KEY: str(vpc.vni), MTU_KEY: str(vpc.mtu), FDB_KEY: fdb}
         if bridge is None:
             self.flows.forget(self._target(name))
-            ops.append(cmd("add_br", name, datapath_type=self.datapath))
-            ops.append(cmd("db_set", "Bridge", name, ("fail_mode", "secure"), ("external_ids", ids)))
-            ops.append(cmd("db_set", "Interface", name, ("mtu_request", vpc.mtu)))
+            ops.append(_cmd("add_br", name, datapath_type=self.datapath))
+            ops.append(_cmd("db_set", "Bridge", name, ("fail_mode", "secure"), ("external_ids", ids)))
+            ops.append(_cmd("db_set", "Interface", name, ("mtu_request", vpc.mtu)))
             return [f"created ovs bridge {name} ({self.datapath})"]
         changes: list[str] = []
         settings: list[tuple[str, Any]] = []
@@ -201,10 +222,10 @@ class OvsBackend(NetworkBackend):
             if bridge.external_ids.get(FDB_KEY) != fdb:
                 changes.append(f"remote ports of {name}: {len(vpc.remote_ports)}")
         if settings:
-            ops.append(cmd("db_set", "Bridge", name, *settings))
+            ops.append(_cmd("db_set", "Bridge", name, *settings))
             changes += [f"set {column} of {name}" for column, _ in settings if column != "external_ids"]
         if bridge.external_ids.get(MTU_KEY) != str(vpc.mtu):
-            ops.append(cmd("db_set", "Interface", name, ("mtu_request", vpc.mtu)))
+            ops.append(_cmd("db_set", "Interface", name, ("mtu_request", vpc.mtu)))
             changes.append(f"set mtu {vpc.mtu} on {name}")
         return changes
 
@@ -215,19 +236,19 @@ class OvsBackend(NetworkBackend):
         for iface in have.values():
             remote = iface.options.get("remote_ip", "")
             if wanted.get(remote) != iface.name:
-                ops.append(cmd("del_port", iface.name, bridge=bridge))
+                ops.append(_cmd("del_port", iface.name, bridge=bridge))
                 changes.append(f"removed tunnel {iface.name} to {remote or '?'}")
         added: set[str] = set()
         for remote, port in wanted.items():
             options = {"remote_ip": remote, "local_ip": local_vtep, "key": str(vpc.vni)}
             current = have.get(port)
             if current is None:
-                ops.append(cmd("add_port", bridge, port, may_exist=False, type="vxlan", options=options,
+                ops.append(_cmd("add_port", bridge, port, may_exist=False, type="vxlan", options=options,
                                 external_ids={VNI_KEY: str(vpc.vni)}))
                 changes.append(f"added tunnel {port} to {remote}")
                 added.add(port)
             elif any(current.options.get(k) != v for k, v in options.items()):
-                ops.append(cmd("db_set", "Interface", port, ("options", options)))
+                ops.append(_cmd("db_set", "Interface", port, ("options", options)))
                 changes.append(f"updated tunnel {port} to {remote}")
         return added
 
@@ -254,7 +275,7 @@ class OvsBackend(NetworkBackend):
             if iface.bridge == name and port_id:
                 changes += hybrid.remove_hybrid(port_names(port_id))
         if name in snap.bridges:
-            self._commit([cmd("del_br", name)])
+            self._commit([_cmd("del_br", name)])
             self.flows.forget(self._target(name))
             changes.append(f"deleted ovs bridge {name}")
         return changes
@@ -280,11 +301,11 @@ class OvsBackend(NetworkBackend):
         iface = snap.ifaces.get(device)
         if not force and iface is not None and iface.bridge == bridge and iface.ofport and iface.ofport > 0:
             if any(iface.external_ids.get(k) != v for k, v in external_ids.items()):
-                ops.append(cmd("db_set", "Interface", device, ("external_ids", external_ids)))
+                ops.append(_cmd("db_set", "Interface", device, ("external_ids", external_ids)))
             return False
         if iface is not None and iface.bridge:
-            ops.append(cmd("del_port", device, bridge=iface.bridge))
-        ops.append(cmd("add_port", bridge, device, may_exist=False, external_ids=external_ids))
+            ops.append(_cmd("del_port", device, bridge=iface.bridge))
+        ops.append(_cmd("add_port", bridge, device, may_exist=False, external_ids=external_ids))
         return True
 
     def plug(self, vni: int, device: str) -> list[str]:
@@ -307,104 +328,45 @@ class OvsBackend(NetworkBackend):
         self._check_ports(bridge, {device})
         return [*changes, f"plugged {device} into {bridge}", *self._sync_flows(bridge)]
 
-    def _port_ids(self, port: Port) -> dict[str, str]:
-        return {PORT_KEY: port.port_id, "iface-id": port.port_id, "attached-mac": port.mac.lower()}
-
-    def prepare_port(self, port: Port, vni: int) -> list[str]:
-        """For a new port, before its device exists: the first burst of its hybrid plug (``create_uplink``),
-        the ovsdb transaction adding the uplink's OVS end (a background thread waits for ovs-vswitchd) and its
-        flows (ofport requested): all of that runs while netd makes the instance's device."""
-        names = port_names(port.port_id)
-        snap = self._snapshot()
-        known = snap.ifaces.get(names.hybrid_uplink_peer)
-        if port.port_id in self._prepared or (known is not None and known.bridge) or not hybrid.absent(names):
-            return []  # not new (plug_port repairs what is wrong)
-        bridge = self._bridge(snap, vni)
-        mtu = int(bridge.external_ids.get(MTU_KEY) or DEFAULT_MTU)
-        ofport = free_ofport(snap, bridge.name, port.port_id)
-        flows = self._start_flows(bridge.name, snap, pending=ofport)
-        try:
-            found = hybrid.create_uplink(names, mtu)
-        except BaseException:
-            flows()
-            raise
-        ops: list[Op] = []
-        self._attach_ops(snap, bridge.name, names.hybrid_uplink_peer, self._port_ids(port), ops, force=True)
-        ops.append(cmd("db_set", "Interface", names.hybrid_uplink_peer, ("mtu_request", mtu),
-                        ("ofport_request", ofport)))
-        self._snap = None
-        adding = self.db.commit_soon(builder(ops), wait_vswitchd=True)
-        self._prepared[port.port_id] = Prepared(bridge.name, mtu, ofport, found, flows, adding)
-        return hybrid.created_changes(names)
-
     def plug_port(self, port: Port, vni: int) -> list[str]:
-        """A new port costs one flow change, one ovsdb transaction and two bursts of link requests,
+        """A new port costs one ``ovs-ofctl`` run, one ovsdb transaction and the hybrid plug's netlink requests,
         overlapped: its ofport is chosen here (``ofport_request``), so its flows are installed while the
-        devices are made, and the transaction that adds it goes out as soon as its OVS end exists, so
-        ovs-vswitchd adds it while the rest is made (from ``prepare_port``, before the instance's device)."""
+        devices are made and while ovs-vswitchd adds the port."""
         names = port_names(port.port_id)
         device = names.tap if port.kind == "tap" else names.veth
-        prepared = self._prepared.pop(port.port_id, None)
-        if prepared is not None:
-            return self._plug_prepared(port, device, prepared)
         snap = self._snapshot()
         bridge = self._bridge(snap, vni)
         mtu = int(bridge.external_ids.get(MTU_KEY) or DEFAULT_MTU)
         current = snap.ifaces.get(names.hybrid_uplink_peer)
         have = current.ofport if current is not None and current.bridge == bridge.name else None
         ofport = have if have is not None and have > 0 else free_ofport(snap, bridge.name, port.port_id)
-        ops: list[Op] = []
-        adding: list[Future[None]] = []
-
-        def uplink_ready(made: bool) -> None:
-            moved = self._attach_ops(snap, bridge.name, names.hybrid_uplink_peer, self._port_ids(port), ops,
-                                     force=made)
-            if moved or current is None or current.mtu_request != mtu:
-                ops.append(cmd("db_set", "Interface", names.hybrid_uplink_peer, ("mtu_request", mtu)))
-            if moved:
-                ops.append(cmd("db_set", "Interface", names.hybrid_uplink_peer, ("ofport_request", ofport)))
-                self._snap = None
-                adding.append(self.db.commit_soon(builder(ops), wait_vswitchd=True))
-
         flows = self._start_flows(bridge.name, snap, pending=ofport)
         try:
-            changes = hybrid.ensure_hybrid(names, device, mtu, uplink_ready)
+            changes, recreated = hybrid.ensure_hybrid(names, device, mtu)
         except BaseException:
-            settle(adding)
             flows()
             raise
         if current is not None and current.mtu_request != mtu:
             changes.append(f"set mtu {mtu} on {names.hybrid_uplink_peer}")
-        if not adding:
+        ids = {PORT_KEY: port.port_id, "iface-id": port.port_id, "attached-mac": port.mac.lower()}
+        ops: list[Op] = []
+        moved = self._attach_ops(snap, bridge.name, names.hybrid_uplink_peer, ids, ops, force=recreated)
+        if moved or current is None or current.mtu_request != mtu:
+            ops.append(_cmd("db_set", "Interface", names.hybrid_uplink_peer, ("mtu_request", mtu)))
+        if not moved:
             self._commit(ops)
             return changes + flows()
-        return [*changes, *self._plugged(port, bridge.name, ofport, flows, adding[0])]
-
-    def _plug_prepared(self, port: Port, device: str, prepared: Prepared) -> list[str]:
-        names = port_names(port.port_id)
-        try:
-            dev = linkdump.index_of(device)
-            if dev is None:
-                raise BackendError(f"port device {device} does not exist")
-            hybrid.attach(names, device, dev, prepared.found, prepared.mtu)
-        except BaseException:
-            prepared.abandon()
-            raise
-        return [f"attached {device} to its hybrid bridge",
-                *self._plugged(port, prepared.bridge, prepared.ofport, prepared.flows, prepared.adding)]
-
-    def _plugged(self, port: Port, bridge: str, ofport: int, flows: Callable[[], list[str]],
-                 adding: Future[None]) -> list[str]:
-        """Waits for a new port's flows and for ovs-vswitchd to have added it, then checks that it did."""
-        peer = port_names(port.port_id).hybrid_uplink_peer
+        ops.append(_cmd("db_set", "Interface", names.hybrid_uplink_peer, ("ofport_request", ofport)))
+        self._snap = None
+        added = self.db.commit_soon(_builder(ops), wait_vswitchd=True)
         try:
             flow_changes = flows()
         finally:
-            adding.result()
-        self._check_ports(bridge, {peer})
-        if self._snapshot().ifaces[peer].ofport != ofport:  # the request was not granted
-            flow_changes += self._sync_flows(bridge)
-        return [f"plugged port {port.port_id} into {bridge}", *flow_changes]
+            added.result()
+        self._check_ports(bridge.name, {names.hybrid_uplink_peer})
+        if self._snapshot().ifaces[names.hybrid_uplink_peer].ofport != ofport:  # the request was not granted
+            flow_changes += self._sync_flows(bridge.name)
+        return [*changes, f"plugged port {port.port_id} into {bridge.name}", *flow_changes]
 
     def unplug_port(self, port_id: str, sync: bool = True) -> list[str]:
         names = port_names(port_id)
@@ -412,7 +374,7 @@ class OvsBackend(NetworkBackend):
         iface = snap.ifaces.get(names.hybrid_uplink_peer)
         changes: list[str] = []
         if iface is not None and iface.bridge:
-            self._commit([cmd("del_port", names.hybrid_uplink_peer, bridge=iface.bridge)])
+            self._commit([_cmd("del_port", names.hybrid_uplink_peer, bridge=iface.bridge)])
             changes.append(f"unplugged port {port_id} from {iface.bridge}")
         changes += hybrid.remove_hybrid(names)
         if sync and iface is not None and iface.bridge:

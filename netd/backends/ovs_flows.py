@@ -15,24 +15,20 @@ Flows are not persistent in OVS (a restarted ovs-vswitchd starts empty), so a ve
 installed flows of our cookie with the wanted set and replaces them atomically (``--bundle``) when they differ.
 Between verifying syncs (netd's passes for a new document, see ``Plane.begin_pass``) ``FlowSync`` trusts what
 this process installed: no readback, and a change is only the difference (deleted and added flows, one bundle),
-written straight to the bridge's OpenFlow socket (``ovs_openflow``), so plugging a port starts no process.
-Everything else (readback, full replacement, the ``learn`` flow) goes through ``ovs-ofctl``: there are no
-OpenFlow bindings in the ``ovs`` package (ovsdbapp speaks OVSDB only).
+so plugging a port costs one ``ovs-ofctl`` run. There are no OpenFlow bindings in the ``ovs`` package
+(ovsdbapp speaks OVSDB only), hence ``ovs-ofctl``.
 """
 
 from __future__ import annotations
 
 import hashlib
-import logging
 import re
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from netd.backends import ovs_openflow as openflow
 from netd.backends.base import BackendError
 
-log = logging.getLogger(__name__)
 OWN_COOKIE = 0x7463
 LEARNED_COOKIE = 0x7464
 LEARN_IDLE_SECONDS = 300
@@ -95,33 +91,6 @@ def _ofctl_finish(proc: subprocess.Popen[str], command: str, target: str) -> str
     if proc.returncode != 0:
         raise BackendError(f"ovs-ofctl {command} {target}: {err.strip()[:300]}")
     return out
-
-
-def _start_change(target: str, batch: list[str]) -> Callable[[], None]:
-    """Starts applying ``batch`` (``add-flows`` lines) as one bundle; the returned call waits for it. Straight
-    over the bridge's socket when ``ovs_openflow`` can say every line, else (or if that fails) ``ovs-ofctl``."""
-    mods = openflow.encode(batch)
-    pending: openflow.Pending | None = None
-    if mods is not None:
-        try:
-            pending = openflow.send(target, mods)
-        except openflow.OpenFlowError as exc:
-            log.info("flow change goes through ovs-ofctl", extra={"target": target, "reason": str(exc)})
-    running = None if pending else _ofctl_start("add-flows", target, "-", options=("--bundle",),
-                                                stdin="\n".join(batch) + "\n")
-
-    def finish() -> None:
-        if running is not None:
-            _ofctl_finish(running, "add-flows", target)
-            return
-        try:
-            assert pending is not None
-            pending.finish(OFCTL_SECONDS)
-        except openflow.OpenFlowError as exc:
-            log.info("flow change goes through ovs-ofctl", extra={"target": target, "reason": str(exc)})
-            _ofctl("add-flows", target, "-", options=("--bundle",), stdin="\n".join(batch) + "\n")
-
-    return finish
 
 
 _VOLATILE = re.compile(r"\b(duration|n_packets|n_bytes|idle_age|hard_age)=[^,\s]+,?\s*")
@@ -194,10 +163,11 @@ class FlowSync:
         if not verify and known is not None:
             if known.flows == flows:
                 return lambda: SyncResult(False, None)
-            running = _start_change(target, diff_batch(known.flows, flows))
+            running = _ofctl_start("add-flows", target, "-", options=("--bundle",),
+                                   stdin="\n".join(diff_batch(known.flows, flows)) + "\n")
 
             def finish() -> SyncResult:
-                running()
+                _ofctl_finish(running, "add-flows", target)
                 self._installed[target] = _Installed(list(flows), verified=False)
                 return SyncResult(True, f"{_digest(flows)}:")  # how the switch renders them: read at the next verify
 

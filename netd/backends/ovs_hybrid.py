@@ -14,13 +14,11 @@ OVS: the kernel then computes checksums (and segments GSO packets) when the pack
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import Any
 
 from pyroute2 import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError
 
-from netd import linkdump, nlbatch
+from netd import linkdump
 from netd.backends.base import BackendError
 from netd.ethtool import disable_tx_checksum_here
 from netd.nsutil import entered
@@ -66,23 +64,19 @@ def _ensure_master(ipr: Any, name: str, index: int, master: int, changes: list[s
         changes.append(f"attached {name} to its hybrid bridge")
 
 
-def ensure_hybrid(names: PortNames, device: str, mtu: int,
-                  uplink_ready: Callable[[bool], None] | None = None) -> list[str]:
+def ensure_hybrid(names: PortNames, device: str, mtu: int) -> tuple[list[str], bool]:
     """The port's hybrid bridge and uplink veth pair exist, with ``device`` and the uplink on the bridge, the
-    VPC's MTU everywhere and everything up. The uplink peer (an OVS port) is the caller's to plug:
-    ``uplink_ready(made)`` is called once, as soon as that peer exists (for a new port before the rest is
-    done, so ovs-vswitchd adds it meanwhile), with whether the pair was made anew (then its OVS port must be
-    added again). Returns the changes."""
-    ready = uplink_ready or (lambda made: None)
+    VPC's MTU everywhere and everything up. The uplink peer (an OVS port) is the caller's to plug. Returns the
+    changes and whether the uplink pair was made anew (then its OVS port must be added again)."""
     changes: list[str] = []
     found = linkdump.indexes([device, names.hybrid_bridge, names.hybrid_uplink, names.hybrid_uplink_peer])
     dev = found.get(device)
     if dev is None:
         raise BackendError(f"port device {device} does not exist")
-    if len(found) == 1:
-        return _create_hybrid(names, device, dev, mtu, ready)
     made = names.hybrid_uplink not in found or names.hybrid_uplink_peer not in found
     with IPRoute() as ipr:
+        if len(found) == 1:
+            return _create_hybrid(ipr, names, device, dev, mtu), True
         bridge = _index(ipr, names.hybrid_bridge)
         if bridge is None:
             ipr.link("add", ifname=names.hybrid_bridge, kind="bridge", br_stp_state=0, br_forward_delay=0)
@@ -105,60 +99,28 @@ def ensure_hybrid(names: PortNames, device: str, mtu: int,
             _ensure_up_mtu(ipr, name, index, mtu, changes)
         _ensure_master(ipr, names.hybrid_uplink, uplink, bridge, changes)
         _ensure_master(ipr, device, dev, bridge, changes)
-    ready(made)
-    return changes
+    return changes, made
 
 
-def _create_hybrid(names: PortNames, device: str, dev: int, mtu: int, ready: Callable[[bool], None]) -> list[str]:
-    """A new port's hybrid plug in two bursts of link requests (``nlbatch``: each change wakes ovs-vswitchd):
-    ``create_uplink``, then ``attach``; the OVS end is handed to ``ready`` between the two."""
-    found = create_uplink(names, mtu)
-    ready(True)
-    attach(names, device, dev, found, mtu)
-    return [*created_changes(names), f"attached {device} to its hybrid bridge"]
-
-
-def created_changes(names: PortNames) -> list[str]:
-    """What ``create_uplink`` did, as the changes a pass reports."""
-    return [f"created hybrid bridge {names.hybrid_bridge}",
-            f"created veth {names.hybrid_uplink}/{names.hybrid_uplink_peer}"]
-
-
-def absent(names: PortNames) -> bool:
-    """None of the port's hybrid devices exists (a new port)."""
-    return not linkdump.indexes([names.hybrid_bridge, names.hybrid_uplink, names.hybrid_uplink_peer])
-
-
-def create_uplink(names: PortNames, mtu: int) -> dict[str, int]:
-    """The first burst of a new hybrid plug: the bridge (without multicast snooping) and the uplink pair, made
-    down and set to make no IPv6 addresses (their chatter would reach OVS, which floods it to every port),
-    then up, except the uplink's bridge end (``attach`` brings it up on the bridge). Returns the indexes of
-    the bridge and of that end."""
-    made = (names.hybrid_bridge, names.hybrid_uplink_peer, names.hybrid_uplink)
-    # requests of their own: a bridge brought up by the same request makes a link-local address anyway
-    quiet = [nlbatch.set_link(0, name=name, no_ipv6_addresses=True) for name in made]
-    up = [nlbatch.set_link(0, name=name, up=True) for name in made[:2]]
-    try:
-        nlbatch.send([nlbatch.new_bridge(names.hybrid_bridge, mtu, up=False, snooping=False),
-                      nlbatch.new_veth(names.hybrid_uplink_peer, names.hybrid_uplink, mtu, up=False), *quiet, *up])
-    except NetlinkError as exc:
-        raise BackendError(f"cannot create hybrid plug {names.hybrid_bridge}: {exc}") from exc
+def _create_hybrid(ipr: Any, names: PortNames, device: str, dev: int, mtu: int) -> list[str]:
+    """A new port's hybrid plug in as few netlink requests as it takes (each one costs about a millisecond):
+    the bridge and the uplink are made up, with their MTU and the uplink's master set in the same request."""
+    ipr.link("add", ifname=names.hybrid_bridge, kind="bridge", br_stp_state=0, br_forward_delay=0, mtu=mtu,
+             state="up")
+    bridge = linkdump.indexes([names.hybrid_bridge]).get(names.hybrid_bridge)
+    if bridge is None:
+        raise BackendError(f"hybrid bridge {names.hybrid_bridge} did not appear")
+    ipr.link("add", ifname=names.hybrid_uplink, kind="veth", mtu=mtu, master=bridge, state="up",
+             peer={"ifname": names.hybrid_uplink_peer, "mtu": mtu})
+    peer = linkdump.indexes([names.hybrid_uplink_peer]).get(names.hybrid_uplink_peer)
+    if peer is None:
+        raise BackendError(f"veth {names.hybrid_uplink}/{names.hybrid_uplink_peer} did not appear")
+    ipr.link("set", index=peer, state="up")
     disable_tx_checksum(names.hybrid_uplink)
-    found = linkdump.indexes([names.hybrid_bridge, names.hybrid_uplink])
-    if len(found) < 2:
-        raise BackendError(f"hybrid plug {names.hybrid_bridge} did not appear")
-    return found
-
-
-def attach(names: PortNames, device: str, dev: int, found: dict[str, int], mtu: int) -> None:
-    """The second burst: the uplink and the instance's device (index ``dev``, given ``mtu``) up on the hybrid
-    bridge."""
-    bridge = found[names.hybrid_bridge]
-    try:
-        nlbatch.send([nlbatch.set_link(found[names.hybrid_uplink], up=True, master=bridge),
-                      nlbatch.set_link(dev, up=True, master=bridge, mtu=mtu)])
-    except NetlinkError as exc:
-        raise BackendError(f"cannot attach {device} to its hybrid bridge: {exc}") from exc
+    ipr.link("set", index=dev, master=bridge, mtu=mtu, state="up")
+    return [f"created hybrid bridge {names.hybrid_bridge}",
+            f"created veth {names.hybrid_uplink}/{names.hybrid_uplink_peer}",
+            f"attached {device} to its hybrid bridge"]
 
 
 def remove_hybrid(names: PortNames) -> list[str]:
