@@ -13,7 +13,7 @@ import errno
 import os
 import socket
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 NETLINK_ROUTE = 0
@@ -69,6 +69,21 @@ def _request(sock: socket.socket, flags: int, attrs: bytes = b"") -> int:
     return seq
 
 
+def _replies(sock: socket.socket, seq: int, bufsize: int) -> Iterator[tuple[int, bytes, int, int]]:
+    """(message type, buffer, body start, end) of each message answering request ``seq``, without end: the
+    caller returns once it has its answer."""
+    while True:
+        data = sock.recv(bufsize)
+        offset = 0
+        while offset + _HEADER.size <= len(data):
+            length, kind, _, got_seq, _ = _HEADER.unpack_from(data, offset)
+            if length < _HEADER.size:
+                raise OSError("malformed netlink message")
+            if got_seq == seq:
+                yield kind, data, offset + _HEADER.size, offset + length
+            offset += _align(length)
+
+
 def index_of(name: str) -> int | None:
     """The index of the device ``name`` in the calling thread's namespace: one request for that device, not
     a dump of all of them."""
@@ -76,46 +91,30 @@ def index_of(name: str) -> int | None:
     attr = _ATTR.pack(_ATTR.size + len(encoded), IFLA_IFNAME) + encoded
     attr += b"\0" * (_align(len(attr)) - len(attr))
     with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE) as sock:
-        seq = _request(sock, 0, attr)
-        while True:
-            data = sock.recv(1 << 16)
-            offset = 0
-            while offset + _HEADER.size <= len(data):
-                length, kind, _, got_seq, _ = _HEADER.unpack_from(data, offset)
-                if length < _HEADER.size:
-                    raise OSError("malformed netlink message")
-                if got_seq == seq:
-                    if kind == NLMSG_ERROR:
-                        error = struct.unpack_from("=i", data, offset + _HEADER.size)[0]
-                        if error in (-errno.ENODEV, -errno.ENOENT):
-                            return None
-                        raise OSError(-error, os.strerror(-error))
-                    if kind == RTM_NEWLINK:
-                        return _parse_link(data, offset + _HEADER.size, offset + length).index
-                offset += _align(length)
+        for kind, data, start, end in _replies(sock, _request(sock, 0, attr), 1 << 16):
+            if kind == NLMSG_ERROR:
+                error = struct.unpack_from("=i", data, start)[0]
+                if error in (-errno.ENODEV, -errno.ENOENT):
+                    return None
+                raise OSError(-error, os.strerror(-error))
+            if kind == RTM_NEWLINK:
+                return _parse_link(data, start, end).index
+    raise AssertionError("unreachable: _replies never ends")
 
 
 def links() -> list[Link]:
     """All devices of the calling thread's network namespace."""
     with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE) as sock:
-        seq = _request(sock, NLM_F_DUMP)
         found: list[Link] = []
-        while True:
-            data = sock.recv(1 << 20)
-            offset = 0
-            while offset + _HEADER.size <= len(data):
-                length, kind, _, got_seq, _ = _HEADER.unpack_from(data, offset)
-                if length < _HEADER.size:
-                    raise OSError("malformed netlink message")
-                if got_seq == seq:
-                    if kind == NLMSG_DONE:
-                        return found
-                    if kind == NLMSG_ERROR:
-                        error = struct.unpack_from("=i", data, offset + _HEADER.size)[0]
-                        raise OSError(-error, os.strerror(-error))
-                    if kind == RTM_NEWLINK:
-                        found.append(_parse_link(data, offset + _HEADER.size, offset + length))
-                offset += _align(length)
+        for kind, data, start, end in _replies(sock, _request(sock, NLM_F_DUMP), 1 << 20):
+            if kind == NLMSG_DONE:
+                return found
+            if kind == NLMSG_ERROR:
+                error = struct.unpack_from("=i", data, start)[0]
+                raise OSError(-error, os.strerror(-error))
+            if kind == RTM_NEWLINK:
+                found.append(_parse_link(data, start, end))
+    raise AssertionError("unreachable: _replies never ends")
 
 
 def indexes(names: Iterable[str]) -> dict[str, int]:

@@ -184,6 +184,16 @@ def make_tenant(admin: CloudClient, prefix: str = "t") -> TenantWorld:
 
 
 @pytest.fixture
+def zone(admin: CloudClient) -> Iterator[str]:
+    """A zone of its own; its hosts are disabled afterwards, so later tests never place anything on them."""
+    name = unique("z")
+    yield name
+    for host in admin.hosts.list(limit=1000)["items"]:
+        if host.get("zone") == name and host.get("enabled", True):
+            admin.hosts.disable(host["id"])
+
+
+@pytest.fixture
 def tenant(admin: CloudClient) -> TenantWorld:
     """A fresh tenant for one test."""
     return make_tenant(admin)

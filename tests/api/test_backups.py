@@ -7,7 +7,6 @@ Each test uses its own zone, so its storage hosts are the only candidates for it
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -22,16 +21,6 @@ from tests.api.conftest import ApiServer, TenantWorld, make_tenant, unique
 from tests.api.storage_util import backup_ready, snapshot_ready, storage_host, storage_report, volume_ready
 
 ENDPOINT = "http://127.0.0.1:9"
-
-
-@pytest.fixture
-def zone(admin: CloudClient) -> Iterator[str]:
-    """A zone of its own; its hosts are disabled afterwards, so later tests never place anything on them."""
-    name = unique("z")
-    yield name
-    for host in admin.hosts.list(limit=1000)["items"]:
-        if host.get("zone") == name and host.get("enabled", True):
-            admin.hosts.disable(host["id"])
 
 
 def _err(exc: pytest.ExceptionInfo[CloudError]) -> tuple[int, str]:

@@ -7,7 +7,6 @@ tests/unit/test_tenant_delete_apply.py)."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -21,16 +20,6 @@ from tests.api.conftest import ApiServer, make_tenant, unique
 from tests.api.storage_util import snapshot_ready, storage_host, storage_report, volume_ready
 
 ENDPOINT = "http://127.0.0.1:9"
-
-
-@pytest.fixture
-def zone(admin: CloudClient) -> Iterator[str]:
-    """A zone of its own; its hosts are disabled afterwards, so later tests never place anything on them."""
-    name = unique("z")
-    yield name
-    for host in admin.hosts.list(limit=1000)["items"]:
-        if host.get("zone") == name and host.get("enabled", True):
-            admin.hosts.disable(host["id"])
 
 
 def _refusal(admin: CloudClient, name: str) -> str:
